@@ -1,0 +1,43 @@
+# MSS Kalenderkoppling. `make run` = the product with demo data; `make test` = lint + tests.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+
+.PHONY: run setup test lint messages clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(STAMP)
+	$(PY) manage.py migrate --noinput -v0
+	@if command -v msgfmt >/dev/null; then $(PY) manage.py compilemessages -v0; \
+	  else echo "msgfmt not found: using the committed .mo files"; fi
+	$(PY) manage.py install_schedules
+	$(PY) manage.py demo_setup
+
+# Web, Celery worker and beat (and the sandboxes) in one foreground command; Ctrl-C stops all.
+run: setup
+	@trap 'trap - INT TERM EXIT; kill 0 2>/dev/null' INT TERM EXIT; \
+	$(VENV)/bin/celery -A mss worker -l info --concurrency 2 & \
+	$(VENV)/bin/celery -A mss beat -l info & \
+	$(PY) manage.py runserver 127.0.0.1:8000 --noreload & \
+	wait -n
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest
+
+messages: $(STAMP)
+	$(PY) manage.py makemessages -l sv --no-obsolete --ignore=.venv --ignore=var --ignore=sandbox --ignore=tests
+	$(PY) manage.py compilemessages
+
+clean:
+	rm -rf var

@@ -1,0 +1,109 @@
+from django import forms
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from .crypto import mask
+from .models import Activity, Booking, Integration, MailboxSubscription, SyncedUser, SyncRule
+
+SYNC_STATE_FIELDS = ["sync_requested_at", "sync_started_at", "last_synced_at", "last_error"]
+
+
+class IntegrationAdminForm(forms.ModelForm):
+    # Secrets are write-only: the field starts empty, and an empty answer keeps the stored one.
+    ews_password = forms.CharField(
+        label=_("password"),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Leave empty to keep the stored password."),
+    )
+
+    def clean_ews_password(self):
+        return self.cleaned_data["ews_password"] or self.instance.ews_password
+
+
+class SyncRuleInline(admin.TabularInline):
+    model = SyncRule
+    extra = 0
+    autocomplete_fields = ["reason"]
+
+
+@admin.register(Integration)
+class IntegrationAdmin(admin.ModelAdmin):
+    form = IntegrationAdminForm
+    list_display = ["name", "company", "kind", "status", "active", "days_ahead", "updated_at"]
+    list_filter = ["kind", "status", "active"]
+    search_fields = ["name", "company__name", "tenant_id", "code"]
+    autocomplete_fields = ["company"]
+    list_select_related = ["company"]
+    readonly_fields = ["code", "status", "last_error", "consented_at", "password_set"]
+    inlines = [SyncRuleInline]
+
+    @admin.display(description=_("password stored"))
+    def password_set(self, obj):
+        return mask(obj.ews_password) or "—"
+
+
+@admin.register(SyncRule)
+class SyncRuleAdmin(admin.ModelAdmin):
+    list_display = ["integration", "position", "action", "reason", "open_diversion"]
+    list_filter = ["action"]
+    search_fields = ["integration__name"]
+    autocomplete_fields = ["integration", "reason"]
+    list_select_related = ["integration", "reason"]
+
+
+@admin.register(SyncedUser)
+class SyncedUserAdmin(admin.ModelAdmin):
+    list_display = ["email", "integration", "state", "last_synced_at"]
+    list_filter = ["state", "integration__kind"]
+    search_fields = ["email", "integration__name", "subscription__display_name"]
+    autocomplete_fields = ["integration", "subscription"]
+    list_select_related = ["integration"]
+    readonly_fields = ["state", *SYNC_STATE_FIELDS]
+
+
+@admin.register(MailboxSubscription)
+class MailboxSubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["provider_subscription_id", "synced_user", "status", "expires_at"]
+    list_filter = ["status"]
+    search_fields = ["provider_subscription_id", "synced_user__email"]
+    list_select_related = ["synced_user"]
+    exclude = ["client_state"]
+    readonly_fields = [
+        "synced_user",
+        "provider_subscription_id",
+        "expires_at",
+        "watermark",
+        "status",
+        "last_error",
+        "last_notification_at",
+        "client_state_set",
+    ]
+
+    @admin.display(description=_("client state"))
+    def client_state_set(self, obj):
+        return mask(obj.client_state) or "—"
+
+
+@admin.register(Booking)
+class BookingAdmin(admin.ModelAdmin):
+    list_display = ["synced_user", "start", "end", "forwarding", "reason_code", "return_at"]
+    list_filter = ["forwarding", "all_day"]
+    search_fields = ["synced_user__email", "external_id"]
+    list_select_related = ["synced_user"]
+    date_hierarchy = "start"
+
+    def get_readonly_fields(self, request, obj=None):
+        # Bookings mirror what One X holds: staff look, the sync writes.
+        return [field.name for field in self.model._meta.fields]
+
+
+@admin.register(Activity)
+class ActivityAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "company", "integration", "level", "event", "message"]
+    list_filter = ["level", "event"]
+    search_fields = ["message", "company__name", "integration__name"]
+    list_select_related = ["company", "integration"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]

@@ -1,0 +1,29 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from onex.models import Company, Membership
+
+DEMO_USERNAME = "admin@demo.se"
+DEMO_PASSWORD = "demo-kalender"
+
+
+class Command(BaseCommand):
+    help = "Create the demo company Demo AB and its administrator (idempotent)."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        company, _ = Company.objects.get_or_create(
+            onex_id="demo-ab", defaults={"name": "Demo AB", "org_number": "556000-0000"}
+        )
+        user, created = get_user_model().objects.get_or_create(
+            username=DEMO_USERNAME, defaults={"email": DEMO_USERNAME, "first_name": "Demo"}
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        Membership.objects.get_or_create(user=user, company=company)
+        self.stdout.write(
+            f"Demo AB is ready. Log in at http://127.0.0.1:8000/ as {DEMO_USERNAME} / "
+            f"{DEMO_PASSWORD}"
+        )

@@ -1,0 +1,305 @@
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from onex.models import AbsenceReason, Company, Subscription
+
+from .crypto import EncryptedTextField
+
+DAYS_AHEAD_MIN, DAYS_AHEAD_MAX = 1, 60
+
+
+class Forwarding(models.TextChoices):
+    INFO = "info", _("Absence info")
+    DIVERT = "divert", _("Diversion")
+
+
+class Integration(models.Model):
+    """One connection to one Exchange organisation (an "instans" in the UI)."""
+
+    company_lookup = "company"
+
+    class Kind(models.TextChoices):
+        GRAPH = "graph", _("Exchange Online / O365")
+        EWS = "ews", _("Exchange On Prem")
+
+    class Status(models.TextChoices):
+        PENDING_CONSENT = "pending_consent", _("awaiting consent")
+        CONNECTED = "connected", _("connected")
+        CONSENT_REVOKED = "consent_revoked", _("consent revoked")
+        ERROR = "error", _("error")
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="integrations")
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind)
+    name = models.CharField(_("name"), max_length=100)
+    active = models.BooleanField(_("active"), default=True)
+    days_ahead = models.PositiveSmallIntegerField(
+        _("number of days"),
+        default=14,
+        validators=[MinValueValidator(DAYS_AHEAD_MIN), MaxValueValidator(DAYS_AHEAD_MAX)],
+    )
+    plugin_enabled = models.BooleanField(_("plugin enabled"), default=True)
+    plugin_defaults_only = models.BooleanField(
+        _("restrict to default configuration"), default=False
+    )
+    all_meetings_private = models.BooleanField(_("all meetings private"), default=True)
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status, default=Status.PENDING_CONSENT
+    )
+    last_error = models.TextField(_("last error"), blank=True)
+    # Exchange Online (Graph)
+    tenant_id = models.CharField(_("tenant id"), max_length=64, blank=True)
+    consented_at = models.DateTimeField(_("consent given"), null=True, blank=True)
+    # Exchange on-premises (EWS)
+    ews_url = models.URLField(_("EWS URL"), blank=True)
+    ews_username = models.CharField(_("service account"), max_length=200, blank=True)
+    ews_password = EncryptedTextField(_("password"), blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("integration")
+        verbose_name_plural = _("integrations")
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(days_ahead__gte=DAYS_AHEAD_MIN) & Q(days_ahead__lte=DAYS_AHEAD_MAX),
+                name="integration_days_ahead_range",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def syncing(self) -> bool:
+        """Whether bookings should flow now: active and not waiting for or stripped of consent."""
+        return self.active and self.status in (self.Status.CONNECTED, self.Status.ERROR)
+
+
+class SyncRule(models.Model):
+    """An admin rule: when a booking matches every set condition, the action decides.
+
+    Empty conditions match everything. Rules are tried in `position` order; the first match
+    wins, and bookings no rule matches fall through to the default template.
+    """
+
+    class Action(models.TextChoices):
+        SKIP = "skip", _("Do not sync")
+        INFO = "info", _("Absence info")
+        DIVERT = "divert", _("Diversion")
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="rules")
+    position = models.PositiveIntegerField(_("position"), default=0)
+    # Conditions
+    show_as = models.JSONField(_("show as"), default=list, blank=True)
+    all_day = models.BooleanField(_("all day"), null=True, blank=True)
+    categories = models.JSONField(_("categories"), default=list, blank=True)
+    min_duration_minutes = models.PositiveIntegerField(_("minimum duration"), null=True, blank=True)
+    weekdays = models.JSONField(_("weekdays"), default=list, blank=True)
+    time_from = models.TimeField(_("from"), null=True, blank=True)
+    time_to = models.TimeField(_("to"), null=True, blank=True)
+    subject_keywords = models.JSONField(_("subject keywords"), default=list, blank=True)
+    # Action
+    action = models.CharField(_("action"), max_length=10, choices=Action, default=Action.INFO)
+    reason = models.ForeignKey(
+        AbsenceReason,
+        verbose_name=_("absence reason"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    open_diversion = models.BooleanField(_("open diversion"), default=False)
+
+    class Meta:
+        verbose_name = _("sync rule")
+        verbose_name_plural = _("sync rules")
+        ordering = ["integration", "position", "id"]
+
+    def __str__(self):
+        return f"{self.integration} #{self.position}: {self.get_action_display()}"
+
+    def clean(self):
+        if self.action != self.Action.SKIP and self.reason_id is None:
+            raise ValidationError({"reason": _("Choose an absence reason.")})
+        if self.reason_id and self.reason.company_id != self.integration.company_id:
+            raise ValidationError({"reason": _("The absence reason belongs to another company.")})
+        if self.open_diversion and self.action != self.Action.DIVERT:
+            raise ValidationError({"open_diversion": _("Open diversion requires Diversion.")})
+
+
+class SyncedUser(models.Model):
+    """A mailbox that an integration keeps in step with One X."""
+
+    company_lookup = "integration__company"
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("waiting for first sync")
+        OK = "ok", _("synced")
+        ERROR = "error", _("error")
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="users")
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, related_name="synced_users"
+    )
+    email = models.EmailField(_("email"))
+    state = models.CharField(_("state"), max_length=10, choices=State, default=State.PENDING)
+    last_synced_at = models.DateTimeField(_("last synced"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    # The add-in's personal default profile: {"reason": code, "forwarding": "info"|"divert",
+    # "open_diversion": bool}, or empty when the user has none.
+    personal_profile = models.JSONField(_("personal default profile"), default=dict, blank=True)
+    # Sync bookkeeping: a requested-at stamp collapses bursts of triggers into one run, a
+    # started-at stamp is the per-mailbox lock (claimed with a conditional UPDATE).
+    sync_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    sync_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("added"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("synced user")
+        verbose_name_plural = _("synced users")
+        ordering = ["email"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "email"], name="synceduser_email"),
+        ]
+        indexes = [
+            # The users tab filters an integration's users by state (errors first).
+            models.Index(fields=["integration", "state"], name="synceduser_state"),
+        ]
+
+    def __str__(self):
+        return self.email
+
+    def save(self, *args, **kwargs):
+        self.email = self.email.strip().lower()
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        if (
+            self.subscription_id
+            and self.integration_id
+            and self.subscription.company_id != self.integration.company_id
+        ):
+            raise ValidationError(
+                {"subscription": _("The One X subscription belongs to another company.")}
+            )
+
+
+class MailboxSubscription(models.Model):
+    """A provider change-notification subscription for one synced mailbox."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("active")
+        FAILED = "failed", _("failed")
+
+    synced_user = models.OneToOneField(
+        SyncedUser, on_delete=models.CASCADE, related_name="mailbox_subscription"
+    )
+    provider_subscription_id = models.CharField(max_length=200, unique=True)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    watermark = models.TextField(_("watermark"), blank=True)
+    client_state = EncryptedTextField(_("client state"), blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status, default=Status.ACTIVE)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_notification_at = models.DateTimeField(_("last notification"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("mailbox subscription")
+        verbose_name_plural = _("mailbox subscriptions")
+        indexes = [
+            # Renewal job: subscriptions expiring soonest first.
+            models.Index(fields=["expires_at"], name="mailboxsub_expires"),
+        ]
+
+    def __str__(self):
+        return self.provider_subscription_id
+
+
+class Booking(models.Model):
+    """What this product last wrote to One X for one booking (or occurrence)."""
+
+    synced_user = models.ForeignKey(SyncedUser, on_delete=models.CASCADE, related_name="bookings")
+    external_id = models.CharField(max_length=64)
+    provider_item_id = models.CharField(max_length=512)
+    series_master_id = models.CharField(max_length=512, blank=True)
+    start = models.DateTimeField(_("start"))
+    end = models.DateTimeField(_("end"))
+    all_day = models.BooleanField(_("all day"), default=False)
+    forwarding = models.CharField(_("forwarding"), max_length=10, choices=Forwarding)
+    open_diversion = models.BooleanField(_("open diversion"), default=False)
+    reason_code = models.CharField(_("absence reason"), max_length=32)
+    return_at = models.DateTimeField(_("return time"))
+    note = models.CharField(_("note"), max_length=100, blank=True)
+    decided_by = models.CharField(_("decided by"), max_length=100, blank=True)
+    fingerprint = models.CharField(max_length=64)
+    pushed_at = models.DateTimeField(_("pushed"))
+
+    class Meta:
+        verbose_name = _("booking")
+        verbose_name_plural = _("bookings")
+        ordering = ["start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["synced_user", "external_id"], name="booking_external_id"
+            ),
+        ]
+        indexes = [
+            # Retention purge: bookings that ended before a cut-off.
+            models.Index(fields=["end"], name="booking_end"),
+            # Dashboard timeline: one user's coming bookings.
+            models.Index(fields=["synced_user", "start"], name="booking_user_start"),
+        ]
+
+    def __str__(self):
+        return f"{self.synced_user} {self.start:%Y-%m-%d %H:%M}"
+
+
+class Activity(models.Model):
+    """The activity log the dashboard reads. Messages never hold an email or a subject."""
+
+    class Level(models.TextChoices):
+        INFO = "info", _("information")
+        WARNING = "warning", _("warning")
+        ERROR = "error", _("error")
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="activities")
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, null=True, blank=True, related_name="activities"
+    )
+    synced_user = models.ForeignKey(
+        SyncedUser, on_delete=models.SET_NULL, null=True, blank=True, related_name="activities"
+    )
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+    level = models.CharField(_("level"), max_length=10, choices=Level, default=Level.INFO)
+    event = models.CharField(_("event"), max_length=50)
+    message = models.TextField(_("message"))
+
+    class Meta:
+        verbose_name = _("activity")
+        verbose_name_plural = _("activity log")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Dashboard: an integration's latest activity.
+            models.Index(fields=["integration", "-created_at"], name="activity_integration_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.event}"
+
+    @classmethod
+    def record(cls, integration, event, message, *, level=Level.INFO, synced_user=None):
+        return cls.objects.create(
+            company_id=integration.company_id,
+            integration=integration,
+            synced_user=synced_user,
+            event=event,
+            message=message,
+            level=level,
+        )

@@ -1,0 +1,11 @@
+"""Every periodic task, declared once. `manage.py install_schedules` puts them into
+django-celery-beat's tables (creating what is missing, never overwriting an ops edit)."""
+
+from celery.schedules import crontab
+
+PERIODIC_TASKS = {
+    "Purge bookings that ended more than 30 days ago": {
+        "task": "calendarsync.tasks.purge_expired_bookings",
+        "schedule": crontab(minute=15, hour=3),
+    },
+}

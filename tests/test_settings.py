@@ -1,0 +1,50 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage(*args, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS")}
+    clean.pop("MSS_ENCRYPTION_KEYS", None)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_it_refuses_production_without_secret_key():
+    result = manage("check", MSS_ENV="production", ALLOWED_HOSTS="mss.example.se")
+    assert result.returncode != 0
+    assert "MSS_ENV=production needs these environment variables: SECRET_KEY" in result.stderr
+    assert "MSS_ENCRYPTION_KEYS" in result.stderr
+
+
+def test_it_passes_check_deploy_with_the_required_variables(tmp_path):
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        MSS_ENV="production",
+        SECRET_KEY="p" + Fernet.generate_key().decode() + "-long-random-production-key",
+        ALLOWED_HOSTS="mss.example.se",
+        MSS_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        MSS_VAR_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_it_rejects_an_unknown_environment_name():
+    result = manage("check", MSS_ENV="staging")
+    assert result.returncode != 0
+    assert "MSS_ENV must be 'development' or 'production'" in result.stderr
