@@ -1,0 +1,50 @@
+"""`python -m sandbox.m365`: run the Microsoft 365 sandbox in the foreground."""
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, M365Server
+
+VAR_DIR = Path(os.environ.get("MSS_VAR_DIR", Path(__file__).resolve().parents[2] / "var"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m sandbox.m365", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8011)
+    parser.add_argument("--state", help="JSON file keeping consent, subscriptions and events")
+    parser.add_argument(
+        "--ca-file",
+        default=os.environ.get("MS_CA_BUNDLE") or str(VAR_DIR / "sandbox" / "m365-ca.pem"),
+        help="where to write the test CA's PEM (the product's MS_CA_BUNDLE)",
+    )
+    parser.add_argument("--client-id", default=os.environ.get("MS_CLIENT_ID", DEFAULT_CLIENT_ID))
+    parser.add_argument(
+        "--client-secret", default=os.environ.get("MS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
+    )
+    parser.add_argument("--no-demo", action="store_true", help="start without Demo AB's tenant")
+    args = parser.parse_args(argv)
+    server = M365Server(
+        args.host,
+        args.port,
+        ca_file=args.ca_file,
+        state_file=args.state,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        with_demo=not args.no_demo,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"M365 sandbox on {server.base_url} (CA: {args.ca_file})", flush=True)
+    try:
+        server.httpd.serve_forever()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()

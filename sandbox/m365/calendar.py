@@ -1,0 +1,215 @@
+"""Events as Exchange Online stores them, and the calendarView Graph computes from them.
+
+Stored events are plain dicts in Graph's own JSON shape. A series master carries `recurrence`
+and an `exceptions` map (occurrence date → `{"deleted": True}` or overriding fields); the view
+expands it into `occurrence` and `exception` instances, as Graph does.
+"""
+
+import copy
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+UTC = ZoneInfo("UTC")
+# Outlook speaks Windows zone names; the product asks for "UTC".
+WINDOWS_ZONES = {
+    "W. Europe Standard Time": "Europe/Stockholm",
+    "UTC": "UTC",
+    "GMT Standard Time": "Europe/London",
+}
+
+# Properties of microsoft.graph.event that $select accepts (anything else is a 400).
+EVENT_PROPERTIES = {
+    "id",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "changeKey",
+    "categories",
+    "transactionId",
+    "originalStartTimeZone",
+    "originalEndTimeZone",
+    "iCalUId",
+    "uid",
+    "reminderMinutesBeforeStart",
+    "isReminderOn",
+    "hasAttachments",
+    "subject",
+    "bodyPreview",
+    "importance",
+    "sensitivity",
+    "isAllDay",
+    "isCancelled",
+    "isOrganizer",
+    "responseRequested",
+    "seriesMasterId",
+    "showAs",
+    "type",
+    "webLink",
+    "onlineMeetingUrl",
+    "isOnlineMeeting",
+    "onlineMeetingProvider",
+    "allowNewTimeProposals",
+    "occurrenceId",
+    "isDraft",
+    "hideAttendees",
+    "responseStatus",
+    "body",
+    "start",
+    "end",
+    "originalStart",
+    "location",
+    "locations",
+    "recurrence",
+    "attendees",
+    "organizer",
+    "onlineMeeting",
+    "cancelledOccurrences",
+    "exceptionOccurrences",
+}
+# What an unselected read returns (Graph returns everything, the body included).
+DEFAULT_PROPERTIES = EVENT_PROPERTIES - {"cancelledOccurrences", "exceptionOccurrences"}
+
+
+def zone(name: str | None) -> ZoneInfo:
+    name = name or "UTC"
+    try:
+        return ZoneInfo(WINDOWS_ZONES.get(name, name))
+    except Exception as exc:  # noqa: BLE001 - unknown zone names are the caller's error
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+def parse_graph_datetime(value: dict) -> datetime:
+    """A Graph dateTimeTimeZone as an aware datetime."""
+    text = value["dateTime"].rstrip("Z")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        text = f"{head}.{frac[:6]}"
+    naive = datetime.fromisoformat(text).replace(tzinfo=None)
+    return naive.replace(tzinfo=zone(value.get("timeZone")))
+
+
+def format_graph_datetime(moment: datetime, tz_name: str) -> dict:
+    local = moment.astimezone(zone(tz_name)).replace(tzinfo=None)
+    return {"dateTime": local.strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": tz_name}
+
+
+def _all_day_dates(event: dict) -> tuple[date, date]:
+    # All-day events are dates; the zone of their midnight is "by design" ignored.
+    return (
+        datetime.fromisoformat(event["start"]["dateTime"][:10]).date(),
+        datetime.fromisoformat(event["end"]["dateTime"][:10]).date(),
+    )
+
+
+def _span_utc(event: dict) -> tuple[datetime, datetime]:
+    """Where the event sits on the UTC axis, for overlap tests.
+
+    All-day dates are compared as UTC midnights: that is how they are stored, and why a
+    window can gain or lose all-day events at its edges (microsoft.md).
+    """
+    if event.get("isAllDay"):
+        first, after = _all_day_dates(event)
+        return (
+            datetime.combine(first, time(), UTC),
+            datetime.combine(after, time(), UTC),
+        )
+    return parse_graph_datetime(event["start"]), parse_graph_datetime(event["end"])
+
+
+def occurrence_dates(master: dict, until: date) -> list[date]:
+    """Dates of a series' occurrences up to `until` (daily and weekly patterns)."""
+    recurrence = master["recurrence"]
+    pattern, rng = recurrence["pattern"], recurrence["range"]
+    first = date.fromisoformat(rng["startDate"])
+    last = date.fromisoformat(rng["endDate"]) if rng.get("type") == "endDate" else until
+    limit = rng.get("numberOfOccurrences") if rng.get("type") == "numbered" else None
+    interval = max(1, int(pattern.get("interval", 1)))
+    days = {d.lower() for d in pattern.get("daysOfWeek", [])}
+    names = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+    dates: list[date] = []
+    day = first
+    while day <= min(last, until):
+        if pattern["type"] == "daily":
+            if (day - first).days % interval == 0:
+                dates.append(day)
+        elif pattern["type"] == "weekly":
+            week = ((day - first).days + first.weekday()) // 7
+            if week % interval == 0 and names[day.weekday()] in days:
+                dates.append(day)
+        else:
+            raise ValueError(f"unsupported recurrence pattern {pattern['type']!r}")
+        if limit and len(dates) >= limit:
+            break
+        day += timedelta(days=1)
+    return dates
+
+
+def expand(master: dict, window_end: datetime) -> list[dict]:
+    """The instances (occurrences and exceptions) of a series master."""
+    start = parse_graph_datetime(master["start"])
+    end = parse_graph_datetime(master["end"])
+    local_zone = zone(master["start"].get("timeZone"))
+    start_local = start.astimezone(local_zone)
+    duration = end - start
+    instances = []
+    for day in occurrence_dates(master, (window_end + timedelta(days=2)).date()):
+        key = day.isoformat()
+        override = master.get("exceptions", {}).get(key)
+        if override and override.get("deleted"):
+            continue
+        instance = copy.deepcopy({k: v for k, v in master.items() if k not in ("exceptions",)})
+        instance.pop("recurrence", None)
+        instance["id"] = f"{master['id']}-{day:%Y%m%d}"
+        instance["seriesMasterId"] = master["id"]
+        instance["type"] = "occurrence"
+        if master.get("isAllDay"):
+            first, after = _all_day_dates(master)
+            span = after - first
+            instance["start"] = {"dateTime": f"{day}T00:00:00.0000000", "timeZone": "UTC"}
+            instance["end"] = {"dateTime": f"{day + span}T00:00:00.0000000", "timeZone": "UTC"}
+        else:
+            occ_start = datetime.combine(day, start_local.timetz().replace(tzinfo=None))
+            occ_start = occ_start.replace(tzinfo=local_zone)
+            instance["start"] = format_graph_datetime(occ_start, "UTC")
+            instance["end"] = format_graph_datetime(occ_start + duration, "UTC")
+        instance["originalStart"] = instance["start"]["dateTime"][:19] + "Z"
+        if override:
+            instance.update(copy.deepcopy(override))
+            instance["type"] = "exception"
+        instances.append(instance)
+    return instances
+
+
+def calendar_view(events: list[dict], start: datetime, end: datetime) -> list[dict]:
+    """Singles, occurrences and exceptions overlapping [start, end), sorted by start."""
+    found = []
+    for event in events:
+        candidates = expand(event, end) if event.get("recurrence") else [event]
+        for candidate in candidates:
+            first, last = _span_utc(candidate)
+            if first < end and last > start:
+                found.append(candidate)
+    found.sort(key=lambda item: (_span_utc(item)[0], item["id"]))
+    return found
+
+
+def render(event: dict, fields: set[str], tz_name: str, expand_property: str | None) -> dict:
+    """One event as Graph would send it: selected fields, times in the preferred zone."""
+    out: dict = {"@odata.etag": f'W/"{event.get("changeKey", "")}"'}
+    for field in ["id", *sorted(fields - {"id"})]:
+        if field in ("start", "end"):
+            if event.get("isAllDay"):
+                out[field] = {"dateTime": event[field]["dateTime"][:10] + "T00:00:00.0000000"}
+                out[field]["timeZone"] = tz_name
+            else:
+                out[field] = format_graph_datetime(parse_graph_datetime(event[field]), tz_name)
+        elif field in event:
+            out[field] = copy.deepcopy(event[field])
+        else:
+            out[field] = None
+    if expand_property is not None:
+        out["singleValueExtendedProperties"] = [
+            prop
+            for prop in event.get("singleValueExtendedProperties", [])
+            if prop["id"].lower() == expand_property.lower()
+        ]
+    return out

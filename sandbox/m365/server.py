@@ -1,0 +1,1277 @@
+"""A Microsoft 365 stand-in: sign-in (OpenID, tokens, admin consent) and Microsoft Graph.
+
+A real HTTPS server (a trustme test CA made at start) speaking Graph's wire format for what the
+product uses: users, calendarView, events, subscriptions with webhook deliveries, $batch.
+Sandbox-only endpoints under /_sandbox/ let tests and the demo turn knobs (latency, throttling,
+revoked consent, consent outcome), add tenants and events, fire lifecycle events, and read the
+request log.
+"""
+
+import copy
+import html
+import itertools
+import json
+import queue
+import re
+import secrets
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import trustme
+
+from . import calendar, demo
+
+DEFAULT_CLIENT_ID = "00000000-0000-0000-0000-0000000000aa"
+DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
+EXTENDED_PROPERTY_SET = "{00020329-0000-0000-C000-000000000046}"
+SUBSCRIPTION_MAX_MINUTES = 4230
+MAILBOX_CONCURRENCY = 4
+BATCH_LIMIT = 20
+DEFAULT_PAGE_SIZE = 10
+LOG_LIMIT = 200_000
+
+# What a revoked consent looks like at the token endpoint, by AADSTS code.
+REVOKED_ERRORS = {
+    "700016": (
+        "unauthorized_client",
+        "AADSTS700016: Application with identifier '{client}' was not found in the directory "
+        "'{tenant}'. This can happen if the application has not been installed by the "
+        "administrator of the tenant or consented to by any user in the tenant.",
+    ),
+    "7000229": (
+        "invalid_client",
+        "AADSTS7000229: The client application {client} is missing service principal in the "
+        "tenant {tenant}.",
+    ),
+    "7000112": (
+        "unauthorized_client",
+        "AADSTS7000112: Application '{client}' is disabled.",
+    ),
+}
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+def graph_error(status: int, code: str, message: str) -> tuple[int, dict, dict]:
+    return (
+        status,
+        {},
+        {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {
+                    "date": now_utc().strftime("%Y-%m-%dT%H:%M:%S"),
+                    "request-id": secrets.token_hex(8),
+                },
+            }
+        },
+    )
+
+
+class Sandbox:
+    """The sandbox's state and behaviour, independent of HTTP (so $batch can reuse it)."""
+
+    def __init__(
+        self,
+        *,
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=DEFAULT_CLIENT_SECRET,
+        state_file=None,
+        with_demo=True,
+    ):
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.state_file = Path(state_file) if state_file else None
+        self.lock = threading.RLock()
+        self.base_url = ""
+        self.tenants: dict[str, dict] = {}
+        self.subscriptions: dict[str, dict] = {}
+        self.tokens: dict[str, dict] = {}
+        self.knobs: dict = {}
+        self.reset_knobs()
+        self.log: list[dict] = []
+        self.log_seq = itertools.count(1)
+        self.deliveries: list[dict] = []
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.outbox: queue.Queue = queue.Queue()
+        threading.Thread(target=self._deliver_forever, daemon=True).start()
+        if with_demo:
+            self.tenants[demo.DEMO_TENANT_ID] = demo.demo_tenant(now_utc())
+            self.tenants[demo.DEMO_TENANT_ID]["consented"] = True
+        self._load()
+
+    # ----- persistence (make run keeps consent, subscriptions and events across restarts)
+
+    def _load(self):
+        if not self.state_file or not self.state_file.exists():
+            return
+        saved = json.loads(self.state_file.read_text())
+        fresh_demo = self.tenants.get(demo.DEMO_TENANT_ID)
+        self.tenants.update(saved.get("tenants", {}))
+        self.subscriptions.update(saved.get("subscriptions", {}))
+        if fresh_demo and saved.get("anchor") != date.today().isoformat():
+            # The demo fortnight is relative to today: rebuild it, keep the consent.
+            fresh_demo["consented"] = self.tenants[demo.DEMO_TENANT_ID].get("consented", True)
+            self.tenants[demo.DEMO_TENANT_ID] = fresh_demo
+
+    def save(self):
+        if not self.state_file:
+            return
+        with self.lock:
+            data = json.dumps(
+                {
+                    "anchor": date.today().isoformat(),
+                    "tenants": self.tenants,
+                    "subscriptions": self.subscriptions,
+                }
+            )
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(data)
+        tmp.replace(self.state_file)
+
+    def reset_knobs(self):
+        self.knobs = {
+            "latency_ms": 0,
+            # [{"match": "calendarView", "count": 1, "retry_after": 1}] → 429s
+            "throttle": [],
+            # {"mode": "form"|"accept"|"decline"|"error"|"no_return", "tenant": id,
+            #  "error": ..., "error_description": ...}
+            "consent": {"mode": "form"},
+            "log": True,
+        }
+
+    # ----- request log
+
+    def record(self, entry: dict):
+        if not self.knobs.get("log", True):
+            return
+        entry["seq"] = next(self.log_seq)
+        entry["time"] = time.time()
+        with self.lock:
+            self.log.append(entry)
+            if len(self.log) > LOG_LIMIT:
+                del self.log[: len(self.log) - LOG_LIMIT]
+
+    # ----- tenants and users
+
+    def add_tenant(self, tenant_id=None, name="Tenant", users=(), consented=True) -> dict:
+        tenant_id = tenant_id or demo.user_id(secrets.token_hex(8))
+        tenant = {"id": tenant_id, "name": name, "consented": consented, "users": {}, "events": {}}
+        with self.lock:
+            self.tenants[tenant_id] = tenant
+            for user in users:
+                self.add_user(tenant_id, user["mail"], user.get("displayName", user["mail"]))
+        return tenant
+
+    def add_user(self, tenant_id: str, mail: str, name: str, *, fortnight=False, index=0):
+        user = demo.make_user(mail.lower(), name)
+        with self.lock:
+            tenant = self.tenants[tenant_id]
+            tenant["users"][user["id"]] = user
+            tenant["events"].setdefault(user["id"], {})
+            if fortnight:
+                for event in demo.fortnight(mail.lower(), index, now_utc()):
+                    tenant["events"][user["id"]][event["id"]] = event
+        return user
+
+    def find_user(self, tenant: dict, key: str) -> dict | None:
+        key = key.lower()
+        for user in tenant["users"].values():
+            if key in (user["id"], user["mail"].lower(), user["userPrincipalName"].lower()):
+                return user
+        return None
+
+    def tenant_of_user(self, key: str) -> tuple[dict, dict] | tuple[None, None]:
+        for tenant in self.tenants.values():
+            user = self.find_user(tenant, key)
+            if user:
+                return tenant, user
+        return None, None
+
+    # ----- sign-in
+
+    def openid_configuration(self, tenant: str) -> dict:
+        base = f"{self.base_url}/{tenant}"
+        return {
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
+            "jwks_uri": f"{self.base_url}/{tenant}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"{self.base_url}/{tenant}/v2.0",
+            "request_uri_parameter_supported": False,
+            "userinfo_endpoint": f"{self.base_url}/oidc/userinfo",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "tid"],
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "microsoftonline.com",
+        }
+
+    def token(self, tenant_key: str, form: dict) -> tuple[int, dict]:
+        def fail(status, error, code, description):
+            return status, {
+                "error": error,
+                "error_description": f"{description}\r\nTrace ID: {secrets.token_hex(8)}",
+                "error_codes": [int(code)],
+                "timestamp": now_utc().strftime("%Y-%m-%d %H:%M:%SZ"),
+                "trace_id": secrets.token_hex(8),
+                "correlation_id": secrets.token_hex(8),
+            }
+
+        if form.get("grant_type") != "client_credentials":
+            return fail(
+                400,
+                "unsupported_grant_type",
+                "70003",
+                "AADSTS70003: The app requested an unsupported grant type.",
+            )
+        tenant = self.tenants.get(tenant_key)
+        if tenant is None:
+            return fail(
+                400, "invalid_request", "90002", f"AADSTS90002: Tenant '{tenant_key}' not found."
+            )
+        if form.get("client_id") != self.client_id:
+            return fail(
+                400,
+                *REVOKED_ERRORS["700016"][:1],
+                "700016",
+                REVOKED_ERRORS["700016"][1].format(client=form.get("client_id"), tenant=tenant_key),
+            )
+        if form.get("client_secret") != self.client_secret:
+            return fail(
+                401, "invalid_client", "7000215", "AADSTS7000215: Invalid client secret provided."
+            )
+        if not tenant["consented"]:
+            code = tenant.get("revoked_code", "7000229")
+            error, template = REVOKED_ERRORS[code]
+            return fail(400, error, code, template.format(client=self.client_id, tenant=tenant_key))
+        if form.get("scope") != "https://graph.microsoft.com/.default":
+            return fail(
+                400,
+                "invalid_scope",
+                "1002012",
+                "AADSTS1002012: The provided value for scope is not valid.",
+            )
+        access_token = "sbx." + secrets.token_urlsafe(24)
+        with self.lock:
+            self.tokens[access_token] = {"tenant": tenant["id"], "exp": time.time() + 3599}
+        return 200, {
+            "token_type": "Bearer",
+            "expires_in": 3599,
+            "ext_expires_in": 3599,
+            "access_token": access_token,
+        }
+
+    def set_consent(self, tenant_id: str, consented: bool, *, code="7000229"):
+        """Grant or revoke the app's consent in a tenant. Revoking fires reauthorizationRequired."""
+        with self.lock:
+            tenant = self.tenants[tenant_id]
+            tenant["consented"] = consented
+            tenant["revoked_code"] = code
+            if not consented:
+                for token in [t for t, v in self.tokens.items() if v["tenant"] == tenant_id]:
+                    del self.tokens[token]
+                affected = [s for s in self.subscriptions.values() if s["tenantId"] == tenant_id]
+            else:
+                affected = []
+        for subscription in affected:
+            self.send_lifecycle(subscription["id"], "reauthorizationRequired")
+        self.save()
+
+    # ----- Graph
+
+    def authenticate(self, authorization: str) -> tuple[dict | None, tuple | None]:
+        token = authorization[7:] if authorization.startswith("Bearer ") else ""
+        with self.lock:
+            info = self.tokens.get(token)
+        if info is None or info["exp"] < time.time():
+            return None, graph_error(
+                401, "InvalidAuthenticationToken", "Access token is empty or invalid."
+            )
+        tenant = self.tenants.get(info["tenant"])
+        if tenant is None or not tenant["consented"]:
+            return None, graph_error(
+                401, "InvalidAuthenticationToken", "Access token validation failure."
+            )
+        if tenant.get("permissions_removed"):
+            return None, graph_error(
+                403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+            )
+        return tenant, None
+
+    def throttled(self, path: str) -> tuple | None:
+        with self.lock:
+            for rule in self.knobs.get("throttle", []):
+                if rule.get("count", 0) > 0 and rule.get("match", "") in path:
+                    rule["count"] -= 1
+                    status, headers, body = graph_error(
+                        429,
+                        "ApplicationThrottled",
+                        "Application is over its MailboxConcurrency limit."
+                        if "users" in path
+                        else "Too many requests.",
+                    )
+                    return status, {"Retry-After": str(rule.get("retry_after", 1))}, body
+        return None
+
+    @contextmanager
+    def mailbox_slot(self, mailbox: str | None):
+        """Exchange allows 4 concurrent requests per app and mailbox; the 5th gets a 429."""
+        if mailbox is None:
+            yield True
+            return
+        with self.lock:
+            self.in_flight[mailbox] += 1
+            allowed = self.in_flight[mailbox] <= MAILBOX_CONCURRENCY
+        try:
+            yield allowed
+        finally:
+            with self.lock:
+                self.in_flight[mailbox] -= 1
+
+    def graph(
+        self,
+        tenant: dict,
+        method: str,
+        path: str,
+        query: dict,
+        headers: dict,
+        body: dict | None,
+        *,
+        delay: float = 0.0,
+    ) -> tuple[int, dict, dict | None]:
+        """One Graph request (also an inner $batch request). Returns status, headers, JSON."""
+        throttled = self.throttled(path)
+        if throttled:
+            return throttled
+        match = re.match(r"^/users/([^/]+)", path)
+        mailbox = match.group(1).lower() if match else None
+        with self.mailbox_slot(mailbox) as allowed:
+            if delay:
+                time.sleep(delay)
+            if not allowed:
+                status, _, error = graph_error(
+                    429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit."
+                )
+                return status, {"Retry-After": "1"}, error
+            return self._route_graph(tenant, method, path, query, headers, body)
+
+    def _route_graph(self, tenant, method, path, query, headers, body):
+        parts = [p for p in path.split("/") if p]
+        if parts == ["users"] and method == "GET":
+            return self.list_users(tenant, query)
+        if len(parts) >= 2 and parts[0] == "users":
+            user = self.find_user(tenant, parts[1])
+            if user is None:
+                return graph_error(
+                    404, "ErrorInvalidUser", f"The requested user '{parts[1]}' is invalid."
+                )
+            rest = parts[2:]
+            if rest and rest[0] == "calendar" and rest[1:] == ["calendarView"]:
+                rest = ["calendarView"]
+            if rest == [] and method == "GET":
+                return 200, {}, user
+            if rest == ["calendarView"] and method == "GET":
+                return self.calendar_view(tenant, user, query, headers)
+            if rest == ["events"] and method == "POST":
+                return self.create_event(tenant, user, body or {})
+            if len(rest) == 2 and rest[0] == "events":
+                return self.event_item(tenant, user, rest[1], method, query, headers, body)
+        if parts and parts[0] == "subscriptions":
+            return self.subscriptions_api(tenant, method, parts[1:], body or {})
+        return graph_error(
+            400, "BadRequest", f"Resource not found for the segment '{parts[-1] if parts else ''}'."
+        )
+
+    def list_users(self, tenant, query):
+        users = sorted(tenant["users"].values(), key=lambda u: u["mail"])
+        skip = int(query.get("$skiptoken", "0") or 0)
+        top = int(query.get("$top", "100"))
+        page = users[skip : skip + top]
+        result = {"@odata.context": f"{self.base_url}/v1.0/$metadata#users", "value": page}
+        if skip + top < len(users):
+            next_query = dict(query, **{"$skiptoken": str(skip + top)})
+            result["@odata.nextLink"] = f"{self.base_url}/v1.0/users?{urlencode(next_query)}"
+        return 200, {}, result
+
+    @staticmethod
+    def prefer(headers: dict) -> dict:
+        found = {}
+        for part in headers.get("prefer", "").split(","):
+            if "=" in part:
+                key, value = part.strip().split("=", 1)
+                found[key.strip()] = value.strip().strip('"')
+        return found
+
+    def parse_select(self, query) -> tuple[set[str] | None, tuple | None]:
+        if "$select" not in query:
+            return set(calendar.DEFAULT_PROPERTIES), None
+        fields = {f.strip() for f in query["$select"].split(",") if f.strip()}
+        unknown = sorted(fields - calendar.EVENT_PROPERTIES)
+        if unknown:
+            return None, graph_error(
+                400,
+                "RequestBroker--ParseUri",
+                f"Could not find a property named '{unknown[0]}' on type 'microsoft.graph.event'.",
+            )
+        return fields, None
+
+    def parse_expand(self, query) -> tuple[str | None, tuple | None]:
+        expand = query.get("$expand")
+        if not expand:
+            return None, None
+        match = re.fullmatch(
+            r"singleValueExtendedProperties\(\$filter=id eq '([^']+)'\)", expand.strip()
+        )
+        if not match:
+            return None, graph_error(
+                400, "BadRequest", f"Parsing OData Select and Expand failed: '{expand}'."
+            )
+        return match.group(1), None
+
+    def calendar_view(self, tenant, user, query, headers):
+        try:
+            start = datetime.fromisoformat(query["startDateTime"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(query["endDateTime"].replace("Z", "+00:00"))
+        except (KeyError, ValueError):
+            return graph_error(
+                400,
+                "ErrorInvalidParameter",
+                "This request requires a time window specified by the query "
+                "string parameters StartDateTime and EndDateTime.",
+            )
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        if end.tzinfo is None:
+            end = end.replace(tzinfo=UTC)
+        fields, error = self.parse_select(query)
+        if error:
+            return error
+        expand_id, error = self.parse_expand(query)
+        if error:
+            return error
+        prefer = self.prefer(headers)
+        tz_name = prefer.get("outlook.timezone", "UTC")
+        try:
+            calendar.zone(tz_name)
+        except ValueError:
+            tz_name = "UTC"
+        page_size = int(query.get("$top") or prefer.get("odata.maxpagesize") or DEFAULT_PAGE_SIZE)
+        page_size = max(1, min(page_size, 1000))
+        with self.lock:
+            events = list(tenant["events"].get(user["id"], {}).values())
+            instances = calendar.calendar_view(events, start, end)
+        skip = int(query.get("$skip", "0") or 0)
+        page = instances[skip : skip + page_size]
+        applied = [f'outlook.timezone="{tz_name}"']
+        if "odata.maxpagesize" in prefer:
+            applied.append(f"odata.maxpagesize={page_size}")
+        result = {
+            "@odata.context": f"{self.base_url}/v1.0/$metadata#users('{user['id']}')/calendarView",
+            "value": [calendar.render(item, fields, tz_name, expand_id) for item in page],
+        }
+        if skip + page_size < len(instances):
+            next_query = dict(query, **{"$skip": str(skip + page_size)})
+            result["@odata.nextLink"] = (
+                f"{self.base_url}/v1.0/users/{user['id']}/calendarView?"
+                f"{urlencode(next_query, quote_via=quote)}"
+            )
+        return 200, {"Preference-Applied": ", ".join(applied)}, result
+
+    # ----- events
+
+    def create_event(self, tenant, user, body):
+        event = demo.make_event(
+            user["mail"], secrets.token_hex(8), body.get("subject", ""), now_utc(), now_utc()
+        )
+        event.update(copy.deepcopy(body))
+        event["id"] = "AAMkAD" + secrets.token_hex(16)
+        event["type"] = "seriesMaster" if body.get("recurrence") else "singleInstance"
+        event["changeKey"] = secrets.token_hex(8)
+        with self.lock:
+            tenant["events"].setdefault(user["id"], {})[event["id"]] = event
+        self.notify(tenant, user, event["id"], "created")
+        self.save()
+        return 201, {}, calendar.render(event, calendar.DEFAULT_PROPERTIES, "UTC", None)
+
+    def event_item(self, tenant, user, event_id, method, query, headers, body):
+        with self.lock:
+            events = tenant["events"].setdefault(user["id"], {})
+            event = events.get(event_id)
+        if event is None:
+            return graph_error(
+                404, "ErrorItemNotFound", "The specified object was not found in the store."
+            )
+        if method == "GET":
+            fields, error = self.parse_select(query)
+            if error:
+                return error
+            expand_id, error = self.parse_expand(query)
+            if error:
+                return error
+            tz_name = self.prefer(headers).get("outlook.timezone", "UTC")
+            return 200, {}, calendar.render(event, fields, tz_name, expand_id)
+        if method == "PATCH":
+            with self.lock:
+                event.update(copy.deepcopy(body or {}))
+                event["changeKey"] = secrets.token_hex(8)
+                event["lastModifiedDateTime"] = iso(now_utc())
+            self.notify(tenant, user, event_id, "updated")
+            self.save()
+            return 200, {}, calendar.render(event, calendar.DEFAULT_PROPERTIES, "UTC", None)
+        if method == "DELETE":
+            with self.lock:
+                events.pop(event_id, None)
+            self.notify(tenant, user, event_id, "deleted")
+            self.save()
+            return 204, {}, None
+        return graph_error(405, "BadRequest", "Method not allowed.")
+
+    # ----- subscriptions and deliveries
+
+    def subscriptions_api(self, tenant, method, rest, body):
+        if not rest and method == "GET":
+            with self.lock:
+                mine = [s for s in self.subscriptions.values() if s["tenantId"] == tenant["id"]]
+            return 200, {}, {"value": [self.public_subscription(s) for s in mine]}
+        if not rest and method == "POST":
+            return self.create_subscription(tenant, body)
+        with self.lock:
+            subscription = self.subscriptions.get(rest[0])
+            if subscription and self._expired(subscription):
+                del self.subscriptions[rest[0]]
+                subscription = None
+        if subscription is None or subscription["tenantId"] != tenant["id"]:
+            return graph_error(
+                404, "ResourceNotFound", f"The object was not found. Subscription Id '{rest[0]}'."
+            )
+        if len(rest) == 1 and method == "GET":
+            return 200, {}, self.public_subscription(subscription)
+        if len(rest) == 1 and method == "PATCH":
+            expiry, error = self._expiry(body)
+            if error:
+                return error
+            with self.lock:
+                subscription["expirationDateTime"] = iso(expiry)
+            self.save()
+            return 200, {}, self.public_subscription(subscription)
+        if len(rest) == 1 and method == "DELETE":
+            with self.lock:
+                self.subscriptions.pop(subscription["id"], None)
+            self.save()
+            return 204, {}, None
+        if rest[1:] == ["reauthorize"] and method == "POST":
+            with self.lock:
+                subscription["reauthorized"] = subscription.get("reauthorized", 0) + 1
+            return 200, {}, None
+        return graph_error(405, "BadRequest", "Method not allowed.")
+
+    @staticmethod
+    def _expired(subscription) -> bool:
+        expiry = datetime.fromisoformat(subscription["expirationDateTime"].replace("Z", "+00:00"))
+        return expiry < now_utc()
+
+    @staticmethod
+    def _expiry(body) -> tuple[datetime | None, tuple | None]:
+        try:
+            expiry = datetime.fromisoformat(body["expirationDateTime"].replace("Z", "+00:00"))
+        except (KeyError, ValueError, AttributeError):
+            return None, graph_error(400, "ExtensionError", "expirationDateTime is invalid.")
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=UTC)
+        if expiry > now_utc() + timedelta(minutes=SUBSCRIPTION_MAX_MINUTES):
+            return None, graph_error(
+                400,
+                "ExtensionError",
+                "Subscription expiration can only be 4230 minutes in the future.",
+            )
+        if expiry <= now_utc():
+            return None, graph_error(
+                400, "ExtensionError", "Subscription expiration must be in the future."
+            )
+        return expiry, None
+
+    def public_subscription(self, subscription) -> dict:
+        keys = (
+            "id",
+            "resource",
+            "applicationId",
+            "changeType",
+            "clientState",
+            "notificationUrl",
+            "lifecycleNotificationUrl",
+            "expirationDateTime",
+            "creatorId",
+            "latestSupportedTlsVersion",
+            "notificationUrlAppId",
+            "includeResourceData",
+        )
+        return {
+            "@odata.context": f"{self.base_url}/v1.0/$metadata#subscriptions/$entity",
+            **{k: subscription.get(k) for k in keys},
+        }
+
+    def create_subscription(self, tenant, body):
+        resource = body.get("resource", "")
+        match = re.fullmatch(r"/?users/([^/]+)/events", resource, flags=re.IGNORECASE)
+        if not match:
+            return graph_error(
+                400,
+                "ExtensionError",
+                f"Operation: Create; Exception: [Status Code: BadRequest; "
+                f"Reason: Unsupported resource '{resource}']",
+            )
+        user = self.find_user(tenant, match.group(1))
+        if user is None:
+            return graph_error(
+                404,
+                "ExtensionError",
+                "Operation: Create; Exception: [Status Code: NotFound; Reason: "
+                "The requested user is invalid.]",
+            )
+        change_types = set(body.get("changeType", "").split(","))
+        if not change_types or not change_types <= {"created", "updated", "deleted"}:
+            return graph_error(400, "InvalidRequest", "Invalid changeType.")
+        if len(body.get("clientState") or "") > 128:
+            return graph_error(400, "InvalidRequest", "clientState exceeds 128 characters.")
+        expiry, error = self._expiry(body)
+        if error:
+            return error
+        for url_key in ("notificationUrl", "lifecycleNotificationUrl"):
+            url = body.get(url_key)
+            if url_key == "notificationUrl" and not url:
+                return graph_error(400, "InvalidRequest", "notificationUrl is required.")
+            if url and not self.validate_endpoint(url):
+                return graph_error(
+                    400,
+                    "ValidationError",
+                    "Subscription validation request failed. Notification endpoint must "
+                    "respond with 200 OK to validation request.",
+                )
+        subscription = {
+            "id": str(demo.user_id(secrets.token_hex(8))),
+            "resource": resource,
+            "applicationId": self.client_id,
+            "changeType": body["changeType"],
+            "clientState": body.get("clientState"),
+            "notificationUrl": body["notificationUrl"],
+            "lifecycleNotificationUrl": body.get("lifecycleNotificationUrl"),
+            "expirationDateTime": iso(expiry),
+            "creatorId": self.client_id,
+            "latestSupportedTlsVersion": "v1_2",
+            "notificationUrlAppId": None,
+            "includeResourceData": False,
+            "tenantId": tenant["id"],
+            "userId": user["id"],
+        }
+        with self.lock:
+            self.subscriptions[subscription["id"]] = subscription
+        self.save()
+        return 201, {}, self.public_subscription(subscription)
+
+    def validate_endpoint(self, url: str) -> bool:
+        """Graph's handshake: POST ?validationToken=…, expect 200 text/plain echoing it in 10 s."""
+        token = f"Validation: Testing client application reachability {secrets.token_hex(6)}"
+        separator = "&" if "?" in url else "?"
+        request = urllib.request.Request(
+            f"{url}{separator}validationToken={quote(token)}",
+            data=b"",
+            method="POST",
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+        )
+        entry = {"kind": "validation", "url": url, "time": time.time()}
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                text = response.read().decode()
+                entry.update(
+                    status=response.status, content_type=response.headers.get("Content-Type", "")
+                )
+                ok = (
+                    response.status == 200
+                    and text == token
+                    and entry["content_type"].startswith("text/plain")
+                )
+        except (urllib.error.URLError, OSError) as exc:
+            entry.update(status=getattr(exc, "code", None), error=str(exc))
+            ok = False
+        entry["ok"] = ok
+        with self.lock:
+            self.deliveries.append(entry)
+        return ok
+
+    def notify(self, tenant, user, event_id, change_type):
+        """Queue change notifications for every subscription on this mailbox's events."""
+        with self.lock:
+            targets = [
+                s
+                for s in self.subscriptions.values()
+                if s["tenantId"] == tenant["id"]
+                and s["userId"] == user["id"]
+                and change_type in s["changeType"].split(",")
+                and not self._expired(s)
+            ]
+        for subscription in targets:
+            payload = {
+                "value": [
+                    {
+                        "subscriptionId": subscription["id"],
+                        "subscriptionExpirationDateTime": subscription["expirationDateTime"],
+                        "changeType": change_type,
+                        "resource": f"Users/{user['id']}/Events/{event_id}",
+                        "resourceData": {
+                            "@odata.type": "#Microsoft.Graph.Event",
+                            "@odata.id": f"Users/{user['id']}/Events/{event_id}",
+                            "@odata.etag": 'W/"' + secrets.token_hex(8) + '"',
+                            "id": event_id,
+                        },
+                        "clientState": subscription["clientState"],
+                        "tenantId": tenant["id"],
+                    }
+                ]
+            }
+            self.outbox.put(("notification", subscription["notificationUrl"], payload))
+
+    def send_lifecycle(self, subscription_id: str, event: str) -> bool:
+        with self.lock:
+            subscription = self.subscriptions.get(subscription_id)
+            if subscription is None or not subscription.get("lifecycleNotificationUrl"):
+                return False
+            if event == "subscriptionRemoved":
+                self.subscriptions.pop(subscription_id, None)
+        payload = {
+            "value": [
+                {
+                    "subscriptionId": subscription["id"],
+                    "subscriptionExpirationDateTime": subscription["expirationDateTime"],
+                    "tenantId": subscription["tenantId"],
+                    "clientState": subscription["clientState"],
+                    "lifecycleEvent": event,
+                }
+            ]
+        }
+        self.outbox.put(("lifecycle", subscription["lifecycleNotificationUrl"], payload))
+        self.save()
+        return True
+
+    def _deliver_forever(self):
+        while True:
+            kind, url, payload = self.outbox.get()
+            # Graph retries failed deliveries (for hours); the sandbox tries a few times.
+            for attempt in range(4):
+                entry = {
+                    "kind": kind,
+                    "url": url,
+                    "payload": payload,
+                    "attempt": attempt,
+                    "time": time.time(),
+                }
+                request = urllib.request.Request(
+                    url,
+                    data=json.dumps(payload).encode(),
+                    method="POST",
+                    headers={"Content-Type": "application/json; charset=utf-8"},
+                )
+                started = time.monotonic()
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        entry["status"] = response.status
+                except urllib.error.HTTPError as exc:
+                    entry["status"] = exc.code
+                except (urllib.error.URLError, OSError) as exc:
+                    entry.update(status=None, error=str(exc))
+                entry["seconds"] = round(time.monotonic() - started, 3)
+                with self.lock:
+                    self.deliveries.append(entry)
+                if entry["status"] and 200 <= entry["status"] < 300:
+                    break
+                time.sleep(0.5 * (attempt + 1))
+
+    # ----- $batch
+
+    def batch(self, tenant, body, *, delay: float) -> tuple[int, dict, dict]:
+        requests_ = (body or {}).get("requests")
+        if not isinstance(requests_, list) or not requests_:
+            return graph_error(400, "BadRequest", "Invalid batch payload.")
+        if len(requests_) > BATCH_LIMIT:
+            return graph_error(
+                400, "BadRequest", "Number of batch request steps exceeds the maximum of 20."
+            )
+        if len({r.get("id") for r in requests_}) != len(requests_):
+            return graph_error(400, "BadRequest", "Batch request ids must be unique.")
+        if delay:
+            time.sleep(delay)  # the steps run in parallel at Graph: one round trip's latency
+        responses = []
+        for step in requests_:
+            split = urlsplit(step.get("url", ""))
+            path = split.path
+            if path.startswith("/v1.0"):
+                path = path[5:]
+            query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+            headers = {k.lower(): v for k, v in (step.get("headers") or {}).items()}
+            status, out_headers, out_body = self.graph(
+                tenant, step.get("method", "GET").upper(), path, query, headers, step.get("body")
+            )
+            self.record(
+                {
+                    "method": step.get("method", "GET").upper(),
+                    "path": "/v1.0" + path,
+                    "query": query,
+                    "prefer": headers.get("prefer", ""),
+                    "status": status,
+                    "batch": True,
+                }
+            )
+            response = {
+                "id": step.get("id"),
+                "status": status,
+                "headers": {"Content-Type": "application/json", **out_headers},
+            }
+            if out_body is not None:
+                response["body"] = out_body
+            responses.append(response)
+        return 200, {}, {"responses": responses}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "M365Sandbox/1.0"
+    sandbox: Sandbox  # set on the subclass the server makes
+
+    timeout = 60  # idle keep-alive connections close
+
+    def setup(self):
+        # The TLS handshake runs in the connection's own thread, not in the accept loop.
+        self.request.settimeout(self.timeout)
+        # Headers and body go out in two writes: without NODELAY each response waits ~40 ms.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.request.do_handshake()
+        super().setup()
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ssl.SSLError, ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+        pass
+
+    # ----- plumbing
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body=None, headers=None, content_type="application/json"):
+        if body is None:
+            payload = b""
+        elif isinstance(body, bytes):
+            payload = body
+        elif isinstance(body, str):
+            payload = body.encode()
+        else:
+            payload = json.dumps(body).encode()
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if payload:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if payload and self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def _json(self, raw: bytes):
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return None
+
+    def do_GET(self):
+        self._dispatch("GET")
+
+    def do_POST(self):
+        self._dispatch("POST")
+
+    def do_PATCH(self):
+        self._dispatch("PATCH")
+
+    def do_DELETE(self):
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method):
+        split = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        raw = self._body()
+        path = split.path
+        try:
+            if path.startswith("/_sandbox/"):
+                return self._control(method, path[len("/_sandbox/") :].strip("/"), query, raw)
+            if path.startswith("/v1.0/"):
+                return self._graph(method, path[5:], query, raw)
+            return self._login(method, path, query, raw)
+        except BrokenPipeError:
+            return None
+
+    # ----- sign-in endpoints
+
+    def _login(self, method, path, query, raw):
+        parts = [p for p in path.split("/") if p]
+        sandbox = self.sandbox
+        entry = {"method": method, "path": path, "query": query, "status": None, "login": True}
+        if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+            entry["status"] = 200
+            sandbox.record(entry)
+            return self._send(200, sandbox.openid_configuration(parts[0]))
+        if parts[1:] == ["oauth2", "v2.0", "token"] and method == "POST":
+            form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
+            status, body = sandbox.token(parts[0], form)
+            entry.update(status=status, client_id=form.get("client_id"))
+            sandbox.record(entry)
+            return self._send(status, body, {"Cache-Control": "no-store"})
+        if parts[1:] in (["v2.0", "adminconsent"], ["adminconsent"]) and method == "GET":
+            sandbox.record(dict(entry, status=200))
+            return self._admin_consent(parts[0], query)
+        if path == "/consent" and method == "POST":
+            form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
+            return self._consent_answer(form)
+        self._send(404, {"error": "not_found"})
+
+    def _redirect(self, url):
+        self._send(302, b"", {"Location": url})
+
+    def _consent_redirect(self, redirect_uri, state, params):
+        params = dict(params)
+        if state is not None:
+            params["state"] = state
+        separator = "&" if "?" in redirect_uri else "?"
+        return self._redirect(f"{redirect_uri}{separator}{urlencode(params)}")
+
+    def _admin_consent(self, tenant_key, query):
+        sandbox = self.sandbox
+        redirect_uri, state = query.get("redirect_uri"), query.get("state")
+        if query.get("client_id") != sandbox.client_id or not redirect_uri:
+            return self._page(
+                "AADSTS700016",
+                f"Application with identifier '{html.escape(query.get('client_id', ''))}' was "
+                "not found in the directory.",
+            )
+        knob = dict(sandbox.knobs.get("consent") or {"mode": "form"})
+        mode = knob.get("mode", "form")
+        tenant_id = knob.get("tenant") or (
+            tenant_key if tenant_key in sandbox.tenants else demo.DEMO_TENANT_ID
+        )
+        if mode == "accept":
+            return self._grant(tenant_id, redirect_uri, state)
+        if mode == "decline":
+            return self._consent_redirect(
+                redirect_uri,
+                state,
+                {
+                    "error": "access_denied",
+                    "error_description": "AADSTS65004: User declined to consent to access the app.",
+                },
+            )
+        if mode == "error":
+            return self._consent_redirect(
+                redirect_uri,
+                state,
+                {
+                    "error": knob.get("error", "consent_required"),
+                    "error_description": knob.get(
+                        "error_description",
+                        "AADSTS90094: An administrator of Demo AB has not granted consent.",
+                    ),
+                },
+            )
+        if mode == "no_return":
+            return self._need_admin_approval()
+        options = "".join(
+            f'<label><input type="radio" name="tenant" value="{html.escape(t["id"])}"'
+            f"{' checked' if t['id'] == tenant_id else ''}> {html.escape(t['name'])}</label><br>"
+            for t in sandbox.tenants.values()
+        )
+        hidden = "".join(
+            f'<input type="hidden" name="{k}" value="{html.escape(v)}">'
+            for k, v in (("redirect_uri", redirect_uri), ("state", state or ""))
+        )
+        body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Permissions requested</title></head><body style="font-family:sans-serif;max-width:40em">
+<h1>Permissions requested — Accept for your organization</h1>
+<p><b>MSS Kalenderkoppling</b> (sandbox) wants to: <b>Read calendars in all mailboxes</b>
+(Calendars.Read, application permission).</p>
+<p>You are signed in as a Global Administrator of the organization below.</p>
+<form method="post" action="/consent">{hidden}{options}
+<p><button name="answer" value="accept" id="accept">Accept</button>
+<button name="answer" value="decline" id="cancel">Cancel</button>
+<button name="answer" value="no_admin" id="no-admin">Sign in as a user without the role</button>
+</p></form></body></html>"""
+        return self._send(200, body, content_type="text/html; charset=utf-8")
+
+    def _consent_answer(self, form):
+        redirect_uri, state = form.get("redirect_uri", ""), form.get("state") or None
+        answer = form.get("answer")
+        if answer == "accept":
+            return self._grant(form.get("tenant") or demo.DEMO_TENANT_ID, redirect_uri, state)
+        if answer == "no_admin":
+            return self._need_admin_approval()
+        return self._consent_redirect(
+            redirect_uri,
+            state,
+            {
+                "error": "access_denied",
+                "error_description": "AADSTS65004: User declined to consent to access the app.",
+            },
+        )
+
+    def _grant(self, tenant_id, redirect_uri, state):
+        sandbox = self.sandbox
+        if tenant_id in sandbox.tenants:
+            sandbox.set_consent(tenant_id, True)
+        return self._consent_redirect(
+            redirect_uri,
+            state,
+            {
+                "admin_consent": "True",
+                "tenant": tenant_id,
+                "scope": "https://graph.microsoft.com/.default",
+            },
+        )
+
+    def _need_admin_approval(self):
+        return self._page(
+            "Need admin approval",
+            "MSS Kalenderkoppling needs permission to access resources in your organization "
+            "that only an admin can grant. AADSTS90094. Please ask an admin to grant permission "
+            "to this app before you can use it.",
+        )
+
+    def _page(self, title, text):
+        body = (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f"</head><body><h1>{title}</h1><p>{text}</p></body></html>"
+        )
+        return self._send(200, body, content_type="text/html; charset=utf-8")
+
+    # ----- Graph endpoints
+
+    def _graph(self, method, path, query, raw):
+        sandbox = self.sandbox
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        entry = {
+            "method": method,
+            "path": "/v1.0" + path,
+            "query": query,
+            "prefer": headers.get("prefer", ""),
+        }
+        delay = sandbox.knobs.get("latency_ms", 0) / 1000
+        tenant, error = sandbox.authenticate(headers.get("authorization", ""))
+        body = self._json(raw)
+        if error:
+            status, out_headers, out_body = error
+        elif path == "/$batch" and method == "POST":
+            throttled = sandbox.throttled(path)
+            status, out_headers, out_body = throttled or sandbox.batch(tenant, body, delay=delay)
+            entry["steps"] = len((body or {}).get("requests") or [])
+        else:
+            status, out_headers, out_body = sandbox.graph(
+                tenant, method, path, query, headers, body, delay=delay
+            )
+        entry["status"] = status
+        sandbox.record(entry)
+        return self._send(status, out_body, out_headers)
+
+    # ----- sandbox-only control plane
+
+    def _control(self, method, path, query, raw):
+        sandbox = self.sandbox
+        body = self._json(raw) or {}
+        parts = path.split("/") if path else []
+        if parts == ["health"]:
+            return self._send(200, {"ok": True})
+        if parts == ["requests"]:
+            if method == "DELETE":
+                with sandbox.lock:
+                    sandbox.log.clear()
+                return self._send(204)
+            since = int(query.get("since", "0"))
+            with sandbox.lock:
+                entries = [e for e in sandbox.log if e["seq"] > since]
+            return self._send(200, {"value": entries})
+        if parts == ["deliveries"]:
+            if method == "DELETE":
+                with sandbox.lock:
+                    sandbox.deliveries.clear()
+                return self._send(204)
+            with sandbox.lock:
+                return self._send(200, {"value": list(sandbox.deliveries)})
+        if parts == ["knobs"]:
+            if method == "POST":
+                with sandbox.lock:
+                    sandbox.knobs.update(body)
+            elif method == "DELETE":
+                with sandbox.lock:
+                    sandbox.reset_knobs()
+            return self._send(200, sandbox.knobs)
+        if parts == ["tenants"] and method == "POST":
+            tenant = sandbox.add_tenant(
+                body.get("id"),
+                body.get("name", "Tenant"),
+                body.get("users", []),
+                body.get("consented", True),
+            )
+            generate = body.get("generate") or {}
+            for n in range(int(generate.get("users", 0))):
+                sandbox.add_user(
+                    tenant["id"],
+                    f"user{n:05d}@{generate.get('domain', 'bench.se')}",
+                    f"User {n}",
+                    fortnight=True,
+                    index=n,
+                )
+            sandbox.save()
+            return self._send(201, {"id": tenant["id"], "users": len(tenant["users"])})
+        if parts == ["tenants"] and method == "GET":
+            return self._send(
+                200,
+                {
+                    "value": [
+                        {
+                            "id": t["id"],
+                            "name": t["name"],
+                            "consented": t["consented"],
+                            "users": list(t["users"].values()),
+                        }
+                        for t in sandbox.tenants.values()
+                    ]
+                },
+            )
+        if len(parts) >= 2 and parts[0] == "tenants":
+            tenant = sandbox.tenants.get(parts[1])
+            if tenant is None:
+                return self._send(404, {"error": "no such tenant"})
+            return self._control_tenant(method, tenant, parts[2:], body)
+        if parts == ["subscriptions"]:
+            with sandbox.lock:
+                return self._send(200, {"value": list(sandbox.subscriptions.values())})
+        if len(parts) == 3 and parts[0] == "subscriptions" and parts[2] == "lifecycle":
+            sent = sandbox.send_lifecycle(parts[1], body.get("event", "reauthorizationRequired"))
+            return self._send(202 if sent else 404, {"sent": sent})
+        self._send(404, {"error": "unknown sandbox endpoint"})
+
+    def _control_tenant(self, method, tenant, rest, body):
+        sandbox = self.sandbox
+        if rest == ["revoke"] and method == "POST":
+            sandbox.set_consent(tenant["id"], False, code=str(body.get("code", "700016")))
+            return self._send(200, {"consented": False})
+        if rest == ["consent"] and method == "POST":
+            sandbox.set_consent(tenant["id"], True)
+            return self._send(200, {"consented": True})
+        if rest == ["permissions"] and method == "POST":
+            tenant["permissions_removed"] = bool(body.get("removed"))
+            return self._send(200, {"permissions_removed": tenant["permissions_removed"]})
+        if rest == ["users"] and method == "POST":
+            user = sandbox.add_user(
+                tenant["id"],
+                body["mail"],
+                body.get("displayName", ""),
+                fortnight=bool(body.get("fortnight")),
+            )
+            sandbox.save()
+            return self._send(201, user)
+        # Event changes on behalf of the mailbox owner (as if made in Outlook): notify too.
+        if len(rest) >= 3 and rest[0] == "users" and rest[2] == "events":
+            user = sandbox.find_user(tenant, rest[1])
+            if user is None:
+                return self._send(404, {"error": "no such user"})
+            if len(rest) == 3 and method == "GET":
+                with sandbox.lock:
+                    events = list(tenant["events"].get(user["id"], {}).values())
+                return self._send(200, {"value": events})
+            if len(rest) == 3 and method == "POST":
+                status, _, out = sandbox.create_event(tenant, user, body)
+                return self._send(status, out)
+            if len(rest) == 4:
+                status, _, out = sandbox.event_item(tenant, user, rest[3], method, {}, {}, body)
+                return self._send(status, out)
+        self._send(404, {"error": "unknown sandbox endpoint"})
+
+
+class M365Server:
+    """The HTTPS server around a Sandbox; `start()` runs it in a background thread."""
+
+    def __init__(
+        self,
+        host="127.0.0.1",
+        port=8011,
+        *,
+        ca_file=None,
+        state_file=None,
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=DEFAULT_CLIENT_SECRET,
+        with_demo=True,
+    ):
+        self.sandbox = Sandbox(
+            client_id=client_id,
+            client_secret=client_secret,
+            state_file=state_file,
+            with_demo=with_demo,
+        )
+        handler = type("BoundHandler", (Handler,), {"sandbox": self.sandbox})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.ca = trustme.CA(organization_name="MSS M365 sandbox test CA")
+        cert = self.ca.issue_cert("127.0.0.1", "localhost", "::1")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        self.httpd.socket = context.wrap_socket(
+            self.httpd.socket, server_side=True, do_handshake_on_connect=False
+        )
+        self.port = self.httpd.server_address[1]
+        self.base_url = f"https://{host}:{self.port}"
+        self.sandbox.base_url = self.base_url
+        self.ca_file = Path(ca_file) if ca_file else None
+        if self.ca_file:
+            self.ca_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.ca_file.with_suffix(".tmp")
+            self.ca.cert_pem.write_to_path(str(tmp))
+            tmp.replace(self.ca_file)
+        self.thread: threading.Thread | None = None
+
+    def start(self):
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
