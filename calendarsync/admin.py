@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from .crypto import mask
@@ -30,6 +31,7 @@ class SyncRuleInline(admin.TabularInline):
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
     form = IntegrationAdminForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["name", "company", "kind", "status", "active", "days_ahead", "updated_at"]
     list_filter = ["kind", "status", "active"]
     search_fields = ["name", "company__name", "tenant_id", "code"]
