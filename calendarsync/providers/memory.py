@@ -1,0 +1,58 @@
+"""An in-memory calendar provider for tests and benchmarks.
+
+It behaves like a real adapter at the boundary: it returns only bookings overlapping the
+window, leaves out private and confidential ones, and withholds subjects unless asked.
+"""
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from calendarsync.items import CalendarItem, Sensitivity
+
+from .base import MailboxNotFound, ProviderError
+
+
+@dataclass
+class InMemoryCalendar:
+    mailboxes: dict[str, list[CalendarItem]] = field(default_factory=dict)
+    errors: dict[str, ProviderError] = field(default_factory=dict)  # mailbox → error to raise
+    fetches: list[str] = field(default_factory=list)  # mailboxes read, in order
+
+    def put(self, mailbox: str, *items: CalendarItem) -> None:
+        """Add or replace items (by provider id) in a mailbox."""
+        current = {item.provider_item_id: item for item in self.mailboxes.get(mailbox, [])}
+        current.update((item.provider_item_id, item) for item in items)
+        self.mailboxes[mailbox] = list(current.values())
+
+    def remove(self, mailbox: str, provider_item_id: str) -> None:
+        self.mailboxes[mailbox] = [
+            item
+            for item in self.mailboxes.get(mailbox, [])
+            if item.provider_item_id != provider_item_id
+        ]
+
+    def fetch(self, mailbox, start, end, *, include_subject):
+        self.fetches.append(mailbox)
+        if mailbox in self.errors:
+            raise self.errors[mailbox]
+        if mailbox not in self.mailboxes:
+            raise MailboxNotFound()
+        return [
+            item if include_subject or item.subject is None else replace(item, subject=None)
+            for item in self.mailboxes[mailbox]
+            if _overlaps(item, start, end)
+            and item.sensitivity not in (Sensitivity.PRIVATE, Sensitivity.CONFIDENTIAL)
+        ]
+
+    def fetch_many(self, mailboxes, start, end, *, include_subject):
+        results = {}
+        for mailbox in mailboxes:
+            try:
+                results[mailbox] = self.fetch(mailbox, start, end, include_subject=include_subject)
+            except ProviderError as exc:
+                results[mailbox] = exc
+        return results
+
+
+def _overlaps(item: CalendarItem, start: datetime, end: datetime) -> bool:
+    return item.end > start and item.start < end
