@@ -5,6 +5,23 @@ from . import views
 app_name = "calendarsync"
 
 urlpatterns = [
+    # Microsoft Sync menu (the company admin's pages)
     path("", views.overview, name="overview"),
-    path("<uuid:code>/", views.integration_detail, name="integration"),
+    path("add/", views.integration_add, name="integration_add"),
+    path("add/on-prem/", views.integration_add_ews, name="integration_add_ews"),
+    path("<uuid:code>/", views.integration_settings, name="integration"),
+    path("<uuid:code>/rules/", views.rules, name="rules"),
+    path("<uuid:code>/rules/new/", views.rule_new, name="rule_new"),
+    path("<uuid:code>/rules/template/", views.rules_from_template, name="rules_from_template"),
+    path("<uuid:code>/rules/preview/", views.rules_preview, name="rules_preview"),
+    path("<uuid:code>/rules/<int:pk>/", views.rule_edit, name="rule_edit"),
+    path("<uuid:code>/rules/<int:pk>/delete/", views.rule_delete, name="rule_delete"),
+    path("<uuid:code>/rules/<int:pk>/move/", views.rule_move, name="rule_move"),
+    path("<uuid:code>/users/", views.users, name="users"),
+    path("<uuid:code>/users/add/", views.user_add, name="user_add"),
+    path("<uuid:code>/users/import/", views.users_import, name="users_import"),
+    path("<uuid:code>/users/export.csv", views.users_export, name="users_export"),
+    path("<uuid:code>/users/<int:pk>/remove/", views.user_remove, name="user_remove"),
+    path("<uuid:code>/dashboard/", views.dashboard, name="dashboard"),
+    path("<uuid:code>/dashboard/timeline/", views.dashboard_timeline, name="dashboard_timeline"),
 ]

@@ -1,0 +1,341 @@
+"""Forms of the Microsoft Sync pages. Help texts use the seed's own explanations."""
+
+import csv
+import io
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django import forms
+from django.core.validators import validate_email
+from django.utils.translation import gettext_lazy as _
+
+from onex.models import AbsenceReason, Subscription
+
+from .models import Integration, SyncedUser, SyncRule
+from .rule_text import SHOW_AS_CHOICES, WEEKDAY_CHOICES
+
+SETTINGS_HELP = {
+    "name": _("The name shown in the list of Outlook integrations."),
+    "days_ahead": _("How many days ahead bookings are synced (14 by default)."),
+    "active": _("Whether the integration syncs at all."),
+    "plugin_enabled": _(
+        "End users can choose sync rules themselves with the Outlook plugin; when on, the "
+        "users' own choices apply."
+    ),
+    "plugin_defaults_only": _(
+        "Users may not set their own defaults, only the default configuration set by the "
+        "admin; they can still change it for each booking they create."
+    ),
+    "all_meetings_private": _(
+        "When on, the title of synced Outlook bookings is not shown in One X (private bookings "
+        "are never synced)."
+    ),
+}
+
+
+class IntegrationSettingsForm(forms.ModelForm):
+    class Meta:
+        model = Integration
+        fields = [
+            "name",
+            "days_ahead",
+            "active",
+            "plugin_enabled",
+            "plugin_defaults_only",
+            "all_meetings_private",
+        ]
+        labels = {
+            "name": _("Name"),
+            "days_ahead": _("Number of days"),
+            "active": _("Active"),
+            "plugin_enabled": _("Plugin enabled"),
+            "plugin_defaults_only": _("Restrict to default configuration"),
+            "all_meetings_private": _("All meetings private"),
+        }
+        help_texts = SETTINGS_HELP
+
+
+class EwsIntegrationForm(forms.ModelForm):
+    """Exchange On Prem: where EWS answers and the impersonation service account."""
+
+    ews_url = forms.URLField(
+        label=_("EWS URL"),
+        assume_scheme="https",
+        help_text=_(
+            "The Exchange web service address, e.g. https://mail.example.se/EWS/Exchange.asmx "
+            "(Get-WebServicesVirtualDirectory shows it)."
+        ),
+    )
+    ews_password = forms.CharField(
+        label=_("Password"),
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=_("The service account's password. It is stored encrypted and never shown."),
+    )
+
+    class Meta:
+        model = Integration
+        fields = ["name", "ews_url", "ews_username", "ews_password"]
+        labels = {
+            "name": _("Name"),
+            "ews_username": _("Service account"),
+        }
+        help_texts = {
+            "ews_username": _(
+                "The dedicated impersonation user, e.g. telenor_mss_user or DOMAIN\\user "
+                "(delegate is not supported)."
+            ),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].initial = _("Exchange On Prem")
+        self.fields["ews_username"].required = True
+
+    def clean_ews_url(self):
+        url = self.cleaned_data["ews_url"]
+        parts = urlsplit(url)
+        if parts.scheme != "https":
+            raise forms.ValidationError(_("The EWS URL must start with https://."))
+        if not parts.hostname:
+            raise forms.ValidationError(_("Enter the Exchange server's host name."))
+        return url
+
+    def clean_ews_username(self):
+        username = self.cleaned_data["ews_username"].strip()
+        if any(char.isspace() for char in username):
+            raise forms.ValidationError(_("The service account name cannot contain spaces."))
+        return username
+
+
+def _split_words(value: str) -> list[str]:
+    return [word.strip() for word in value.split(",") if word.strip()]
+
+
+class SyncRuleForm(forms.ModelForm):
+    """One admin rule: conditions (all optional) and what happens when they all match."""
+
+    show_as = forms.TypedMultipleChoiceField(
+        label=_("Shown as"),
+        choices=SHOW_AS_CHOICES,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("The booking's Show as in Outlook. None ticked: any."),
+    )
+    all_day = forms.NullBooleanField(
+        label=_("All-day bookings"),
+        required=False,
+        widget=forms.Select(
+            choices=[
+                ("unknown", _("Any")),
+                ("true", _("Only all-day")),
+                ("false", _("Not all-day")),
+            ]
+        ),
+    )
+    weekdays = forms.TypedMultipleChoiceField(
+        label=_("Weekdays"),
+        choices=WEEKDAY_CHOICES,
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None ticked: every day."),
+    )
+    categories = forms.CharField(
+        label=_("Categories"),
+        required=False,
+        help_text=_("Outlook categories, separated by commas. Empty: any."),
+    )
+    subject_keywords = forms.CharField(
+        label=_("Subject contains"),
+        required=False,
+        help_text=_("Words separated by commas. Only usable when All meetings private is off."),
+    )
+
+    class Meta:
+        model = SyncRule
+        fields = [
+            "show_as",
+            "all_day",
+            "weekdays",
+            "time_from",
+            "time_to",
+            "min_duration_minutes",
+            "categories",
+            "subject_keywords",
+            "action",
+            "reason",
+            "open_diversion",
+        ]
+        labels = {
+            "time_from": _("From (time)"),
+            "time_to": _("To (time)"),
+            "min_duration_minutes": _("Minimum duration (minutes)"),
+            "action": _("Then"),
+            "reason": _("Absence reason"),
+            "open_diversion": _("Open diversion (the phone rings first)"),
+        }
+        widgets = {
+            "time_from": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "time_to": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        }
+
+    def __init__(self, *args, integration, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instance.integration = integration
+        self.integration = integration
+        self.fields["reason"].queryset = AbsenceReason.objects.filter(
+            company_id=integration.company_id, active=True
+        )
+        self.fields["reason"].empty_label = "—"
+        if self.instance.pk:
+            self.initial["categories"] = ", ".join(self.instance.categories)
+            self.initial["subject_keywords"] = ", ".join(self.instance.subject_keywords)
+        if integration.all_meetings_private:
+            self.fields["subject_keywords"].disabled = True
+        for name in ("min_duration_minutes",):
+            self.fields[name].widget.attrs["min"] = 1
+
+    def clean_categories(self):
+        return _split_words(self.cleaned_data["categories"])
+
+    def clean_subject_keywords(self):
+        if self.integration.all_meetings_private:
+            return list(self.instance.subject_keywords or [])
+        return _split_words(self.cleaned_data["subject_keywords"] or "")
+
+    def clean(self):
+        cleaned = super().clean()
+        time_from, time_to = cleaned.get("time_from"), cleaned.get("time_to")
+        if time_from and time_to and time_from >= time_to:
+            self.add_error("time_to", _("The end time must be after the start time."))
+        reason = cleaned.get("reason")
+        if (
+            reason
+            and cleaned.get("action") == SyncRule.Action.DIVERT
+            and not reason.diversion_allowed
+        ):
+            self.add_error("reason", _("One X does not allow a diversion with this reason."))
+        return cleaned
+
+    def build(self) -> SyncRule:
+        """The rule as edited, unsaved (for the preview); call after is_valid()."""
+        return self.save(commit=False)
+
+
+class AddUserForm(forms.Form):
+    email = forms.EmailField(
+        label=_("Email address"),
+        help_text=_("Only One X subscriptions of the company can be added."),
+        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+    )
+
+    def __init__(self, *args, integration, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.integration = integration
+        self.subscription = None
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        problem, subscription = check_email(self.integration, email)
+        if problem:
+            raise forms.ValidationError(problem)
+        self.subscription = subscription
+        return email
+
+
+def check_email(integration, email, *, known=None, taken=None):
+    """Why `email` cannot be synced by `integration` (or None) and its One X subscription.
+
+    `known` (email → subscription) and `taken` (email → (integration id, name) of the company's
+    integration that already syncs it) let a CSV import answer
+    for thousands of lines from two queries instead of several per line.
+    """
+    if known is None:
+        subscription = (
+            Subscription.objects.filter(company_id=integration.company_id, email=email)
+            .order_by("-active")
+            .first()
+        )
+    else:
+        subscription = known.get(email)
+    if subscription is None:
+        if known is None and Subscription.objects.filter(email=email).exists():
+            return _("%(email)s belongs to a One X subscription in another company.") % {
+                "email": email
+            }, None
+        return _("No One X subscription in the company has the address %(email)s.") % {
+            "email": email
+        }, None
+    if not subscription.active:
+        return _("The One X subscription for %(email)s is deactivated.") % {"email": email}, None
+    if taken is None:
+        taken = taken_emails(integration, [email])
+    holder = taken.get(email)
+    if holder and holder[0] == integration.pk:
+        return _("%(email)s is already added.") % {"email": email}, None
+    if holder:
+        return _("%(email)s is already synced by the integration %(name)s.") % {
+            "email": email,
+            "name": holder[1],
+        }, None
+    return None, subscription
+
+
+def taken_emails(integration, emails) -> dict[str, tuple[int, str]]:
+    """Which of `emails` some integration of the company already syncs, and which one."""
+    rows = SyncedUser.objects.filter(
+        integration__company_id=integration.company_id, email__in=list(emails)
+    ).values_list("email", "integration_id", "integration__name")
+    return {email: (integration_id, name) for email, integration_id, name in rows}
+
+
+class ImportUsersForm(forms.Form):
+    file = forms.FileField(
+        label=_("CSV file"),
+        help_text=_("One email address per line (first column); a header line is allowed."),
+    )
+
+    MAX_BYTES = 5 * 1024 * 1024
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > self.MAX_BYTES:
+            raise forms.ValidationError(_("The file is too large (at most 5 MB)."))
+        try:
+            text = upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise forms.ValidationError(_("The file must be UTF-8 text.")) from None
+        return text
+
+
+@dataclass
+class ImportLine:
+    number: int
+    email: str
+    ok: bool
+    message: str
+
+
+def read_import_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, email) for every non-empty line; a first line without "@" is a header."""
+    dialect = csv.excel
+    try:
+        dialect = csv.Sniffer().sniff(text[:2048], delimiters=",;\t")
+    except csv.Error:
+        pass
+    lines = []
+    for number, row in enumerate(csv.reader(io.StringIO(text), dialect), start=1):
+        value = row[0].strip() if row else ""
+        if not value or (number == 1 and "@" not in value):
+            continue
+        lines.append((number, value))
+    return lines
+
+
+def validate_import_email(value: str) -> str | None:
+    try:
+        validate_email(value)
+    except forms.ValidationError:
+        return str(_("Not a valid email address."))
+    return None

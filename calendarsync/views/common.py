@@ -1,0 +1,78 @@
+"""What every Microsoft Sync page shares: the scoped integration, partial-or-page, resync."""
+
+import logging
+
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+
+from ..access import get_company_object_or_404
+from ..models import Integration
+
+log = logging.getLogger(__name__)
+
+TABS = [
+    ("settings", "calendarsync:integration"),
+    ("rules", "calendarsync:rules"),
+    ("users", "calendarsync:users"),
+    ("dashboard", "calendarsync:dashboard"),
+]
+
+
+def get_integration(request, code) -> Integration:
+    """The admin's own integration with this code; another company's is a 404."""
+    return get_company_object_or_404(request, Integration, code=code)
+
+
+def render_tab(request, template, integration, tab, context=None, *, partial=None, status=200):
+    """A tab page, or — for an HTMX request that asks for a fragment — just that partial."""
+    context = {
+        "integration": integration,
+        "tab": tab,
+        "consent_url": consent_url(integration),
+        **(context or {}),
+    }
+    if partial and request.htmx and not request.htmx.boosted:
+        template = f"{template}#{partial}"
+    return render(request, template, context, status=status)
+
+
+def consent_url(integration) -> str | None:
+    """Where Exchange Online consent (re)starts — the consent flow's view, once installed."""
+    if integration.kind != Integration.Kind.GRAPH:
+        return None
+    try:
+        return reverse("calendarsync:graph_consent_start", args=[integration.code])
+    except NoReverseMatch:
+        return None
+
+
+def hx_location(path: str) -> HttpResponse:
+    """A successful HTMX edit: tell htmx where to go (netbox's pattern)."""
+    response = HttpResponse(status=204)
+    response["HX-Location"] = path
+    return response
+
+
+def tab_url(integration, name: str) -> str:
+    return reverse(f"calendarsync:{name}", args=[integration.code])
+
+
+def resync(integration) -> int:
+    """Ask the sync core to resync every user of the integration; returns how many were asked.
+
+    Settings and rule changes call this. The sync core (calendarsync.sync) debounces, so a
+    burst of saves still costs one run per mailbox.
+    """
+    try:
+        from .. import sync
+    except ImportError:  # the sync core is not installed yet
+        log.warning("calendarsync.sync missing: integration %s not resynced", integration.pk)
+        return 0
+    if hasattr(sync, "request_integration_sync"):
+        return sync.request_integration_sync(integration) or 0
+    count = 0
+    for synced_user in integration.users.all().iterator(chunk_size=2000):
+        sync.request_sync(synced_user)
+        count += 1
+    return count

@@ -1,0 +1,195 @@
+"""Instrumentpanel: connection state, notification health, sync times, counts, errors,
+activity, and one user's 14-day timeline of synced absences."""
+
+from datetime import datetime, time, timedelta
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Max, Q
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
+
+from onex.models import AbsenceReason
+
+from ..models import Booking, Forwarding, MailboxSubscription, SyncedUser
+from .common import get_integration, render_tab
+
+TIMELINE_DAYS = 14
+EXPIRING_WITHIN = timedelta(hours=24)
+ERROR_USERS_SHOWN = 10
+ACTIVITY_SHOWN = 10
+
+
+def _next_periodic_sync():
+    """When beat next runs the periodic sync (the sync core's schedule), if one is installed."""
+    from django_celery_beat.models import PeriodicTask
+
+    task = (
+        PeriodicTask.objects.filter(enabled=True, task__startswith="calendarsync.tasks.")
+        .filter(Q(task__contains="sync") | Q(task__contains="reconcile"))
+        .select_related("interval", "crontab")
+        .order_by("id")
+        .first()
+    )
+    if task is None or (task.interval is None and task.crontab is None):
+        return None
+    schedule = task.schedule
+    last = task.last_run_at or timezone.now()
+    return timezone.now() + schedule.remaining_estimate(last)
+
+
+def _fix_hint(integration):
+    """One sentence on how to fix the connection, for each state that needs fixing."""
+    status = integration.Status
+    if integration.status == status.PENDING_CONSENT:
+        if integration.kind == integration.Kind.GRAPH:
+            return _(
+                "Consent has not come back from Microsoft. An administrator with the role Global "
+                "administrator, Application administrator or Cloud application administrator must "
+                "approve it."
+            )
+        return _("The Exchange On Prem connection has not been verified yet.")
+    if integration.status == status.CONSENT_REVOKED:
+        return _(
+            "The consent was withdrawn in Microsoft Entra ID (Enterprise Applications). Syncing "
+            "is paused until an administrator approves again."
+        )
+    if integration.status == status.ERROR:
+        if integration.kind == integration.Kind.EWS:
+            return _(
+                "Check the EWS URL, the service account's password and that the firewall lets "
+                "MSS reach the Exchange server (TCP 443)."
+            )
+        return _("The last sync failed. It is retried automatically; the error is shown below.")
+    if not integration.active:
+        return _("The integration is not active: turn on Active under Settings to sync.")
+    return ""
+
+
+def timeline(integration, synced_user, reasons, today=None):
+    """Fourteen days from today, each with the user's synced absences placed on a 24h bar."""
+    tz = timezone.get_current_timezone()
+    today = today or timezone.localdate()
+    start = timezone.make_aware(datetime.combine(today, time.min), tz)
+    end = start + timedelta(days=TIMELINE_DAYS)
+    bookings = list(
+        Booking.objects.filter(synced_user=synced_user, start__lt=end, end__gt=start).order_by(
+            "start"
+        )
+    )
+    days = []
+    for offset in range(TIMELINE_DAYS):
+        day = today + timedelta(days=offset)
+        day_start = timezone.make_aware(datetime.combine(day, time.min), tz)
+        day_end = timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min), tz)
+        length = (day_end - day_start).total_seconds()  # 23 or 25 hours on DST days
+        bars = []
+        for booking in bookings:
+            if booking.start >= day_end or booking.end <= day_start:
+                continue
+            left = max(booking.start, day_start)
+            right = min(booking.end, day_end)
+            bars.append(
+                {
+                    "booking": booking,
+                    "reason": reasons.get(booking.reason_code, booking.reason_code),
+                    "divert": booking.forwarding == Forwarding.DIVERT,
+                    "left": round((left - day_start).total_seconds() / length * 100, 2),
+                    "width": max(round((right - left).total_seconds() / length * 100, 2), 1),
+                }
+            )
+        days.append({"date": day, "bars": bars})
+    return days
+
+
+def _reasons(integration):
+    return {
+        reason.code: reason.label
+        for reason in AbsenceReason.objects.filter(company_id=integration.company_id)
+    }
+
+
+@login_required
+@require_GET
+def dashboard(request, code):
+    integration = get_integration(request, code)
+    now = timezone.now()
+    today = timezone.localdate()
+    tz = timezone.get_current_timezone()
+    day_start = timezone.make_aware(datetime.combine(today, time.min), tz)
+    day_end = day_start + timedelta(days=1)
+
+    users = integration.users.aggregate(
+        total=Count("id"),
+        errors=Count("id", filter=Q(state=SyncedUser.State.ERROR)),
+        pending=Count("id", filter=Q(state=SyncedUser.State.PENDING)),
+        queued=Count("id", filter=Q(sync_requested_at__isnull=False)),
+        last_sync=Max("last_synced_at"),
+    )
+    bookings = Booking.objects.filter(synced_user__integration=integration).aggregate(
+        upcoming=Count("id", filter=Q(end__gt=now)),
+        diversions_today=Count(
+            "id",
+            filter=Q(forwarding=Forwarding.DIVERT, start__lt=day_end, end__gt=day_start),
+        ),
+    )
+    health = MailboxSubscription.objects.filter(synced_user__integration=integration).aggregate(
+        active=Count(
+            "id",
+            filter=Q(status=MailboxSubscription.Status.ACTIVE)
+            & (Q(expires_at__isnull=True) | Q(expires_at__gt=now + EXPIRING_WITHIN)),
+        ),
+        expiring=Count(
+            "id",
+            filter=Q(
+                status=MailboxSubscription.Status.ACTIVE, expires_at__lte=now + EXPIRING_WITHIN
+            ),
+        ),
+        failed=Count("id", filter=Q(status=MailboxSubscription.Status.FAILED)),
+    )
+    error_users = list(
+        integration.users.filter(state=SyncedUser.State.ERROR)
+        .order_by("email")
+        .only("id", "email", "last_error", "last_synced_at")[:ERROR_USERS_SHOWN]
+    )
+    activity = list(integration.activities.order_by("-created_at", "-id")[:ACTIVITY_SHOWN])
+
+    email = request.GET.get("user", "").strip().lower()
+    context = {
+        "users": users,
+        "bookings": bookings,
+        "health": health,
+        "error_users": error_users,
+        "activity": activity,
+        "fix_hint": _fix_hint(integration),
+        "next_sync": _next_periodic_sync() if integration.syncing else None,
+        "timeline_user": email,
+    }
+    context.update(_timeline_context(integration, email))
+    return render_tab(request, "calendarsync/dashboard.html", integration, "dashboard", context)
+
+
+def _timeline_context(integration, email):
+    if not email:
+        return {}
+    synced_user = integration.users.filter(email=email).first()
+    if synced_user is None:
+        return {
+            "timeline_error": _("%(email)s is not a user of this integration.") % {"email": email}
+        }
+    return {
+        "timeline_for": synced_user,
+        "timeline": timeline(integration, synced_user, _reasons(integration)),
+    }
+
+
+@login_required
+@require_GET
+def dashboard_timeline(request, code):
+    """The timeline fragment alone, for the dashboard's user picker (HTMX)."""
+    integration = get_integration(request, code)
+    email = request.GET.get("user", "").strip().lower()
+    context = {"integration": integration, "timeline_user": email}
+    context.update(_timeline_context(integration, email))
+    return render(request, "calendarsync/dashboard.html#timeline", context)

@@ -1,0 +1,234 @@
+"""Användare: add by email, remove with confirmation, CSV import/export, search and pages."""
+
+import csv
+import logging
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods
+
+from onex.models import Subscription
+
+from ..forms import (
+    AddUserForm,
+    ImportLine,
+    ImportUsersForm,
+    check_email,
+    read_import_lines,
+    taken_emails,
+    validate_import_email,
+)
+from ..models import SyncedUser
+from .common import get_integration, hx_location, render_tab, tab_url
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+CHUNK = 500  # emails per IN (...) lookup, well under SQLite's variable limit
+
+
+def request_sync(synced_user):
+    try:
+        from ..sync import request_sync as core_request_sync
+    except ImportError:
+        log.warning("calendarsync.sync missing: user %s not queued", synced_user.pk)
+        return
+    core_request_sync(synced_user)
+
+
+def remove(synced_user):
+    """Remove a user with their bookings, One X entries and email (the sync core's job)."""
+    try:
+        from ..sync import remove_synced_user
+    except ImportError:
+        log.warning("calendarsync.sync missing: deleting user %s locally only", synced_user.pk)
+        synced_user.delete()
+        return
+    remove_synced_user(synced_user)
+
+
+def _users_context(request, integration, form=None):
+    query = request.GET.get("q", "").strip()
+    state = request.GET.get("state", "")
+    users = integration.users.select_related("subscription").order_by("email")
+    if query:
+        users = users.filter(email__icontains=query)
+    if state in SyncedUser.State.values:
+        users = users.filter(state=state)
+    page = Paginator(users, PAGE_SIZE).get_page(request.GET.get("page"))
+    return {
+        "page": page,
+        "q": query,
+        "state": state,
+        "states": SyncedUser.State.choices,
+        "form": form or AddUserForm(integration=integration),
+    }
+
+
+@login_required
+@require_GET
+def users(request, code):
+    integration = get_integration(request, code)
+    return render_tab(
+        request,
+        "calendarsync/users.html",
+        integration,
+        "users",
+        _users_context(request, integration),
+        partial="user-list" if request.htmx and request.htmx.target == "user-list" else None,
+    )
+
+
+@login_required
+@require_http_methods(["POST"])
+def user_add(request, code):
+    integration = get_integration(request, code)
+    form = AddUserForm(request.POST, integration=integration)
+    if form.is_valid():
+        synced_user = SyncedUser.objects.create(
+            integration=integration,
+            subscription=form.subscription,
+            email=form.cleaned_data["email"],
+        )
+        transaction.on_commit(lambda: request_sync(synced_user))
+        messages.success(
+            request, _("%(email)s is added and will be synced.") % {"email": synced_user.email}
+        )
+        url = tab_url(integration, "users")
+        return hx_location(url) if request.htmx else redirect(url)
+    return render_tab(
+        request,
+        "calendarsync/users.html",
+        integration,
+        "users",
+        _users_context(request, integration, form),
+        partial="add-form",
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def user_remove(request, code, pk):
+    integration = get_integration(request, code)
+    synced_user = get_object_or_404(integration.users.select_related("subscription"), pk=pk)
+    if request.method == "POST":
+        email = synced_user.email
+        remove(synced_user)
+        messages.success(
+            request,
+            _("%(email)s is removed; their bookings and One X entries are deleted.")
+            % {"email": email},
+        )
+        url = tab_url(integration, "users")
+        return hx_location(url) if request.htmx else redirect(url)
+    return render_tab(
+        request,
+        "calendarsync/user_remove.html",
+        integration,
+        "users",
+        {"synced_user": synced_user},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def users_import(request, code):
+    integration = get_integration(request, code)
+    form = ImportUsersForm(request.POST or None, request.FILES or None)
+    report = None
+    if request.method == "POST" and form.is_valid():
+        report = import_users(integration, form.cleaned_data["file"])
+        added = sum(1 for line in report if line.ok)
+        messages.success(
+            request,
+            _("%(added)d of %(total)d lines added.") % {"added": added, "total": len(report)},
+        )
+    return render_tab(
+        request,
+        "calendarsync/users_import.html",
+        integration,
+        "users",
+        {
+            "form": form,
+            "report": report,
+            "failed": [line for line in report or [] if not line.ok],
+        },
+    )
+
+
+def import_users(integration, text) -> list[ImportLine]:
+    """Add every valid line's user; one report line per input line, in file order."""
+    lines = read_import_lines(text)
+    emails = {value.strip().lower() for _, value in lines}
+    known, taken = {}, {}
+    email_list = sorted(emails)
+    for start in range(0, len(email_list), CHUNK):
+        chunk = email_list[start : start + CHUNK]
+        for subscription in Subscription.objects.filter(
+            company_id=integration.company_id, email__in=chunk
+        ).order_by("active"):
+            known[subscription.email] = subscription  # an active one wins (ordered last)
+        taken.update(taken_emails(integration, chunk))
+    report, new_users = [], []
+    for number, value in lines:
+        email = value.strip().lower()
+        problem = validate_import_email(email)
+        subscription = None
+        if problem is None:
+            problem, subscription = check_email(integration, email, known=known, taken=taken)
+        if problem is None:
+            new_users.append(
+                SyncedUser(integration=integration, subscription=subscription, email=email)
+            )
+            taken[email] = (integration.pk, integration.name)
+            report.append(ImportLine(number, email, True, _("Added")))
+        else:
+            report.append(ImportLine(number, value, False, problem))
+    with transaction.atomic():
+        SyncedUser.objects.bulk_create(new_users, batch_size=CHUNK)
+    for synced_user in new_users:  # bulk_create filled in the ids
+        request_sync(synced_user)
+    return report
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@login_required
+@require_GET
+def users_export(request, code):
+    integration = get_integration(request, code)
+    writer = csv.writer(_Echo())
+    header = [_("email"), _("name"), _("state"), _("last synced"), _("last error")]
+    rows = (
+        integration.users.select_related("subscription")
+        .order_by("email")
+        .values_list("email", "subscription__display_name", "state", "last_synced_at", "last_error")
+    )
+    labels = dict(SyncedUser.State.choices)
+
+    def stream():
+        yield "\ufeff" + writer.writerow(header)
+        for email, name, state, last_synced, last_error in rows.iterator(chunk_size=2000):
+            yield writer.writerow(
+                [
+                    email,
+                    name,
+                    labels.get(state, state),
+                    timezone.localtime(last_synced).isoformat() if last_synced else "",
+                    last_error,
+                ]
+            )
+
+    response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
+    filename = f"users-{integration.name or integration.code}.csv".replace('"', "")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
