@@ -8,4 +8,12 @@ PERIODIC_TASKS = {
         "task": "calendarsync.tasks.purge_expired_bookings",
         "schedule": crontab(minute=15, hour=3),
     },
+    "Reconcile every synced mailbox with One X": {
+        "task": "calendarsync.tasks.reconcile_all_mailboxes",
+        "schedule": crontab(minute=40),
+    },
+    "Renew Exchange Online change-notification subscriptions": {
+        "task": "calendarsync.tasks.renew_graph_subscriptions",
+        "schedule": crontab(minute="*/30"),
+    },
 }
