@@ -5,3 +5,6 @@ from django.utils.translation import gettext_lazy as _
 class CalendarsyncConfig(AppConfig):
     name = "calendarsync"
     verbose_name = _("Calendar sync")
+
+    def ready(self):
+        from . import notifications  # noqa: F401 - Graph subscription signal receivers

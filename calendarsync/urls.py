@@ -25,3 +25,13 @@ urlpatterns = [
     path("<uuid:code>/dashboard/", views.dashboard, name="dashboard"),
     path("<uuid:code>/dashboard/timeline/", views.dashboard_timeline, name="dashboard_timeline"),
 ]
+
+# Exchange Online: admin consent (people) and Graph change notifications (Microsoft).
+from . import consent, webhooks  # noqa: E402
+
+urlpatterns += [
+    path("graph/<uuid:code>/consent/", consent.graph_consent_start, name="graph_consent_start"),
+    path("graph/consent/callback/", consent.graph_consent_callback, name="graph_consent_callback"),
+    path("graph/notifications/", webhooks.graph_notifications, name="graph_notifications"),
+    path("graph/lifecycle/", webhooks.graph_lifecycle, name="graph_lifecycle"),
+]

@@ -1,0 +1,417 @@
+"""Microsoft Graph over HTTP: tokens, window reads, $batch and change-notification subscriptions.
+
+All Exchange Online I/O goes through `GraphClient.request` and `GraphClient.batch`: one place for
+timeouts, throttling (429 honours Retry-After, inside a batch too), the 4-concurrent-requests per
+mailbox limit, and classifying failures — revoked consent becomes `ConsentRevoked` (the whole
+integration pauses), an unknown mailbox `MailboxNotFound` (that user only).
+"""
+
+import logging
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlencode
+
+import msal
+import requests
+from django.conf import settings
+
+from . import register
+from .base import ConsentRevoked, MailboxNotFound, ProviderError
+from .graph import addin_property_id, calendar_view_select, items_from_graph, window_with_margin
+
+logger = logging.getLogger(__name__)
+
+GRAPH_SCOPES = ["https://graph.microsoft.com/.default"]
+# Token errors that mean the tenant withdrew (or never finished) consent, or disabled the app.
+CONSENT_ERRORS = {"unauthorized_client", "invalid_client"}
+CONSENT_CODES = {700016, 7000229, 7000112, 65001}
+BATCH_LIMIT = 20  # Graph's JSON batching maximum
+MAILBOX_CONCURRENCY = 4  # Exchange Online: 4 concurrent requests per app and mailbox
+PAGE_SIZE = 100
+MAX_ATTEMPTS = 6
+MAX_RETRY_AFTER = 120  # seconds; a longer wait gives up and leaves the retry to the next run
+TIMEOUT = (5, 30)
+MAILBOX_ERRORS = {"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "ResourceNotFound",
+                  "ErrorMailboxNotFound", "MailboxNotFound"}  # fmt: skip
+
+
+class SubscriptionGone(ProviderError):
+    """Graph no longer knows the subscription (expired or removed): create a new one."""
+
+    def __init__(self, message="subscription not found"):
+        super().__init__(message, permanent=True, code="subscription_gone")
+
+
+def _aadsts_codes(result: dict) -> set[int]:
+    codes = {int(code) for code in result.get("error_codes") or [] if str(code).isdigit()}
+    codes |= {int(code) for code in re.findall(r"AADSTS(\d+)", result.get("error_description", ""))}
+    return codes
+
+
+def classify_token_error(result: dict) -> ProviderError:
+    """msal's error dict → the matching ProviderError. Branch on `error`, then on the codes."""
+    error = result.get("error", "")
+    codes = _aadsts_codes(result)
+    label = f"{error} (AADSTS{min(codes)})" if codes else error
+    if error == "unauthorized_client" or (error in CONSENT_ERRORS and codes & CONSENT_CODES):
+        return ConsentRevoked(f"consent revoked or app disabled: {label}", code=label)
+    if error == "invalid_client":
+        # A wrong or expired client secret is ours to fix, not the customer's consent.
+        return ProviderError(f"app credentials rejected: {label}", permanent=True, code=label)
+    if error == "invalid_request" and 90002 in codes:
+        return ProviderError(f"tenant not found: {label}", permanent=True, code=label)
+    return ProviderError(f"token request failed: {label}", code=label)
+
+
+@cache
+def _session(ca_bundle: str) -> requests.Session:
+    """One pooled HTTP session per trust setting; never the environment's proxies or CAs."""
+    session = requests.Session()
+    session.trust_env = False  # this machine sets REQUESTS_CA_BUNDLE; trust only our setting
+    session.verify = ca_bundle if ca_bundle and Path(ca_bundle).exists() else True
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def http_session() -> requests.Session:
+    return _session(settings.MS_CA_BUNDLE or "")
+
+
+_apps: dict[tuple, msal.ConfidentialClientApplication] = {}
+_apps_lock = threading.Lock()
+
+
+def _app_key(tenant_id: str) -> tuple:
+    return (settings.MS_LOGIN_URL, tenant_id, settings.MS_CLIENT_ID, settings.MS_CA_BUNDLE)
+
+
+def msal_app(tenant_id: str, *, fresh=False) -> msal.ConfidentialClientApplication:
+    """The tenant's msal app; it keeps its tokens in its own in-memory cache."""
+    key = _app_key(tenant_id)
+    with _apps_lock:
+        if fresh or key not in _apps:
+            _apps[key] = msal.ConfidentialClientApplication(
+                settings.MS_CLIENT_ID,
+                client_credential=settings.MS_CLIENT_SECRET,
+                authority=f"{settings.MS_LOGIN_URL.rstrip('/')}/{tenant_id}",
+                http_client=http_session(),
+                instance_discovery=False,
+                token_cache=msal.TokenCache(),
+                timeout=TIMEOUT[1],
+            )
+        return _apps[key]
+
+
+def acquire_token(tenant_id: str, *, fresh=False) -> str:
+    try:
+        result = msal_app(tenant_id, fresh=fresh).acquire_token_for_client(GRAPH_SCOPES)
+    except (requests.RequestException, ValueError) as exc:
+        # ValueError: msal could not read the authority's OpenID configuration.
+        raise ProviderError(f"sign-in service unreachable: {type(exc).__name__}") from exc
+    if "access_token" in result:
+        return result["access_token"]
+    raise classify_token_error(result)
+
+
+def confirm_tenant(tenant_id: str) -> None:
+    """Prove the consent: acquire a brand-new token for `tenant_id` (raises ProviderError)."""
+    if not re.fullmatch(r"[0-9a-fA-F-]{36}", tenant_id or ""):
+        raise ProviderError("not a tenant id", permanent=True, code="invalid_tenant")
+    acquire_token(tenant_id, fresh=True)
+
+
+_mailbox_slots: dict[tuple[str, str], threading.BoundedSemaphore] = defaultdict(
+    lambda: threading.BoundedSemaphore(MAILBOX_CONCURRENCY)
+)
+_slots_lock = threading.Lock()
+
+
+def mailbox_slot(tenant_id: str, mailbox: str) -> threading.BoundedSemaphore:
+    with _slots_lock:
+        return _mailbox_slots[(tenant_id, mailbox.lower())]
+
+
+def _retry_after(headers, attempt: int) -> float:
+    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = min(2**attempt, 30)
+    return max(0.0, seconds)
+
+
+def _error_code(body) -> str:
+    if isinstance(body, dict):
+        return str((body.get("error") or {}).get("code", ""))
+    return ""
+
+
+def classify_graph_error(status: int, body, *, mailbox: str | None) -> ProviderError:
+    code = _error_code(body)
+    if status == 401:
+        return ConsentRevoked(f"Graph rejected the token ({code or 401})", code=f"graph_401_{code}")
+    if status == 403:
+        return ConsentRevoked(f"Graph denied access ({code or 403})", code=f"graph_403_{code}")
+    if status == 404 and mailbox and code in MAILBOX_ERRORS:
+        return MailboxNotFound(f"mailbox not found ({code})")
+    if status == 404:
+        return (
+            SubscriptionGone(f"not found ({code})")
+            if not mailbox
+            else ProviderError(f"not found ({code})", permanent=True, code=code)
+        )
+    if status == 429 or status >= 500:
+        return ProviderError(f"Graph busy ({status} {code})", code="throttled")
+    return ProviderError(f"Graph error {status} {code}", permanent=True, code=code or str(status))
+
+
+class GraphClient:
+    """Microsoft Graph for one tenant, app-only."""
+
+    def __init__(self, tenant_id: str, *, sleep=time.sleep):
+        if not tenant_id:
+            raise ConsentRevoked("no tenant: consent was never given", code="no_tenant")
+        self.tenant_id = tenant_id
+        self.sleep = sleep
+        self.requests_sent = 0  # HTTP requests to Graph (a $batch counts once)
+        self.steps_sent = 0  # requests inside batches
+
+    def url(self, path_or_url: str) -> str:
+        if path_or_url.startswith("https://") or path_or_url.startswith("http://"):
+            return path_or_url
+        return settings.MS_GRAPH_URL.rstrip("/") + path_or_url
+
+    def _send(self, method, url, **kwargs) -> requests.Response:
+        """One HTTP exchange with a token; a 401 is retried once with a brand-new token."""
+        for fresh in (False, True):
+            token = acquire_token(self.tenant_id, fresh=fresh)
+            headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+            try:
+                response = http_session().request(
+                    method, url, headers=headers, timeout=TIMEOUT, **kwargs
+                )
+            except requests.RequestException as exc:
+                raise ProviderError(f"Graph unreachable: {type(exc).__name__}") from exc
+            self.requests_sent += 1
+            if response.status_code != 401:
+                return response
+            kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
+        return response
+
+    def request(self, method: str, path: str, *, mailbox: str | None = None, params=None,
+                json=None, headers=None) -> dict | None:  # fmt: skip
+        """A Graph call with throttling handled; returns the JSON body (None for 204)."""
+        url = self.url(path)
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params)
+        with ExitStack() as stack:
+            if mailbox:
+                stack.enter_context(mailbox_slot(self.tenant_id, mailbox))
+            for attempt in range(MAX_ATTEMPTS):
+                response = self._send(method, url, json=json, headers=dict(headers or {}))
+                if response.status_code in (429, 503, 504) and attempt < MAX_ATTEMPTS - 1:
+                    wait = _retry_after(response.headers, attempt)
+                    if wait > MAX_RETRY_AFTER:
+                        break
+                    logger.info("Graph answered %s; waiting %.1f s", response.status_code, wait)
+                    self.sleep(wait)
+                    continue
+                break
+        if response.status_code < 300:
+            return response.json() if response.content else None
+        raise classify_graph_error(response.status_code, _json_or_none(response), mailbox=mailbox)
+
+    def batch(self, steps: list[dict]) -> dict[str, dict]:
+        """Run up to 20 steps in one $batch; inner 429s wait for their Retry-After and are
+        sent again. Returns {step id: {"status", "headers", "body"}}."""
+        if len(steps) > BATCH_LIMIT:
+            raise ValueError(f"a $batch holds at most {BATCH_LIMIT} requests")
+        results: dict[str, dict] = {}
+        pending = list(steps)
+        mailboxes = sorted({s["mailbox"].lower() for s in steps if s.get("mailbox")})
+        with ExitStack() as stack:
+            for mailbox in mailboxes:
+                stack.enter_context(mailbox_slot(self.tenant_id, mailbox))
+            for attempt in range(MAX_ATTEMPTS):
+                body = {"requests": [{k: v for k, v in s.items() if k != "mailbox"}
+                                     for s in pending]}  # fmt: skip
+                self.steps_sent += len(pending)
+                data = self.request("POST", "/$batch", json=body)
+                retry, wait = [], 0.0
+                by_id = {s["id"]: s for s in pending}
+                for response in (data or {}).get("responses", []):
+                    step = by_id.get(str(response.get("id")))
+                    if step is None:
+                        continue
+                    if response.get("status") in (429, 503) and attempt < MAX_ATTEMPTS - 1:
+                        retry.append(step)
+                        wait = max(wait, _retry_after(response.get("headers"), attempt))
+                    else:
+                        results[step["id"]] = response
+                pending = retry
+                if not pending:
+                    break
+                if wait > MAX_RETRY_AFTER:
+                    break
+                logger.info("%d batch steps throttled; waiting %.1f s", len(pending), wait)
+                self.sleep(wait)
+        for step in pending:
+            results[step["id"]] = {"status": 429, "headers": {}, "body": {}}
+        return results
+
+    # ----- change-notification subscriptions
+
+    def create_subscription(self, mailbox: str, *, notification_url: str, lifecycle_url: str,
+                            client_state: str, expires: datetime) -> dict:  # fmt: skip
+        return self.request("POST", "/subscriptions", mailbox=mailbox, json={
+            "changeType": "created,updated,deleted",
+            "resource": f"/users/{mailbox}/events",
+            "notificationUrl": notification_url,
+            "lifecycleNotificationUrl": lifecycle_url,
+            "expirationDateTime": _graph_time(expires),
+            "clientState": client_state,
+        })  # fmt: skip
+
+    def renew_subscription(self, subscription_id: str, expires: datetime) -> dict:
+        return self.request("PATCH", f"/subscriptions/{subscription_id}",
+                            json={"expirationDateTime": _graph_time(expires)})  # fmt: skip
+
+    def reauthorize_subscription(self, subscription_id: str) -> None:
+        self.request("POST", f"/subscriptions/{subscription_id}/reauthorize")
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        try:
+            self.request("DELETE", f"/subscriptions/{subscription_id}")
+        except SubscriptionGone:
+            pass  # already gone: that is what we wanted
+
+
+def _json_or_none(response):
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _graph_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+
+def _graph_window_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class GraphProvider:
+    """Reads Exchange Online calendars for one integration (the sync core's CalendarProvider)."""
+
+    def __init__(self, tenant_id: str, *, parallel_batches: int = 8, client=None):
+        self.client = client or GraphClient(tenant_id)
+        self.parallel_batches = parallel_batches
+
+    def _view_path(self, mailbox: str, start: datetime, end: datetime, include_subject: bool):
+        first, last = window_with_margin(start, end)
+        params = {
+            "startDateTime": _graph_window_time(first),
+            "endDateTime": _graph_window_time(last),
+            "$select": calendar_view_select(include_subject=include_subject),
+            "$expand": (
+                "singleValueExtendedProperties($filter=id eq "
+                f"'{addin_property_id(settings.MS_ADDIN_ID)}')"
+            ),
+        }
+        return f"/users/{mailbox}/calendarView?{urlencode(params)}"
+
+    HEADERS = {"Prefer": f'outlook.timezone="UTC", odata.maxpagesize={PAGE_SIZE}'}
+
+    @staticmethod
+    def _in_window(items, start, end):
+        return [item for item in items if item.start < end and item.end > start]
+
+    def fetch(self, mailbox, start, end, *, include_subject):
+        events, url = [], self._view_path(mailbox, start, end, include_subject)
+        while url:
+            page = self.client.request("GET", url, mailbox=mailbox, headers=self.HEADERS)
+            events.extend(page.get("value", []))
+            url = page.get("@odata.nextLink")
+        return self._in_window(items_from_graph(events, include_subject=include_subject),
+                               start, end)  # fmt: skip
+
+    def fetch_many(self, mailboxes: Iterable[str], start, end, *, include_subject):
+        """Up to 20 mailboxes per $batch, batches in parallel, pages followed in later rounds.
+
+        A mailbox-level failure is that mailbox's error. Revoked consent raises: it concerns
+        the whole integration.
+        """
+        mailboxes = list(dict.fromkeys(mailboxes))
+        chunks = [mailboxes[i : i + BATCH_LIMIT] for i in range(0, len(mailboxes), BATCH_LIMIT)]
+        results: dict = {}
+        if not chunks:
+            return results
+        with ThreadPoolExecutor(max_workers=min(self.parallel_batches, len(chunks))) as pool:
+            for chunk_result in pool.map(
+                lambda chunk: self._fetch_chunk(chunk, start, end, include_subject), chunks
+            ):
+                results.update(chunk_result)
+        return results
+
+    def _fetch_chunk(self, mailboxes, start, end, include_subject):
+        events: dict[str, list] = {m: [] for m in mailboxes}
+        errors: dict[str, ProviderError] = {}
+        next_url = {m: self._view_path(m, start, end, include_subject) for m in mailboxes}
+        denied = []
+        base = settings.MS_GRAPH_URL.rstrip("/")
+        while next_url:
+            ids = {str(n): mailbox for n, mailbox in enumerate(next_url)}
+            steps = [
+                {
+                    "id": step_id,
+                    "method": "GET",
+                    "url": next_url[mailbox].removeprefix(base),
+                    "headers": self.HEADERS,
+                    "mailbox": mailbox,
+                }
+                for step_id, mailbox in ids.items()
+            ]
+            responses = self.client.batch(steps)
+            next_url = {}
+            for step_id, mailbox in ids.items():
+                response = responses[step_id]
+                status, body = response.get("status"), response.get("body")
+                if status == 200:
+                    events[mailbox].extend(body.get("value", []))
+                    if body.get("@odata.nextLink"):
+                        next_url[mailbox] = body["@odata.nextLink"]
+                    continue
+                error = classify_graph_error(status, body, mailbox=mailbox)
+                if isinstance(error, ConsentRevoked):
+                    denied.append((mailbox, error))
+                else:
+                    errors[mailbox] = error
+        if denied and len(denied) == len(mailboxes):
+            raise denied[0][1]
+        # Some mailboxes readable, some denied: the app's access is scoped (RBAC for
+        # Applications), not revoked — the denied ones are those users' errors.
+        for mailbox, _ in denied:
+            errors[mailbox] = MailboxNotFound("mailbox not readable by the app (access denied)")
+        return {
+            mailbox: errors.get(mailbox)
+            or self._in_window(
+                items_from_graph(events[mailbox], include_subject=include_subject), start, end
+            )
+            for mailbox in mailboxes
+        }
+
+
+@register("graph")
+def graph_provider(integration) -> GraphProvider:
+    return GraphProvider(integration.tenant_id)
