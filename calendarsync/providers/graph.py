@@ -181,3 +181,8 @@ def window_with_margin(start: datetime, end: datetime) -> tuple[datetime, dateti
     """The calendarView range to ask for: a day more on each side, because all-day events are
     stored differently from how they are shown and can fall off the window's edges."""
     return start - timedelta(days=1), end + timedelta(days=1)
+
+
+# The HTTP provider (tokens, calendarView, $batch) lives in graph_api, which uses the mapping
+# above; importing it here registers kind "graph" when provider_for() loads this module.
+from . import graph_api  # noqa: E402, F401
