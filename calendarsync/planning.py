@@ -216,3 +216,18 @@ def _clock(value, where: str) -> time | None:
         return time.fromisoformat(value)
     except (TypeError, ValueError):
         raise SettingsError(f'{where}: times are "HH:MM", not {value!r}') from None
+
+
+def absence_as_dict(absence: rules.PlannedAbsence) -> dict:
+    """A planned absence as the dry run prints it (times in Europe/Stockholm)."""
+    return {
+        "start": absence.start.astimezone(rules.STOCKHOLM).isoformat(),
+        "end": absence.end.astimezone(rules.STOCKHOLM).isoformat(),
+        "reason": absence.reason_code,
+        "forwarding": absence.forwarding,
+        "open_diversion": absence.open_diversion,
+        "return_at": absence.return_at.astimezone(rules.STOCKHOLM).isoformat(),
+        "note": absence.note,
+        "decided_by": absence.decided_by,
+        "why": list(absence.why),
+    }
