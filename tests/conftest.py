@@ -5,6 +5,8 @@ from django.db import connection
 from calendarsync.models import Integration
 from onex.models import Company, Membership, Subscription
 
+pytest_plugins = ["tests.onex_sandbox", "tests.m365_sandbox"]
+
 
 def pytest_report_header(config):
     # CI must show the real parts it ran on.

@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import re
+import socket
 import threading
 import time
 from collections import deque
@@ -75,7 +76,9 @@ class OneXSandbox:
         return f"http://{host}:{port}"
 
     def start(self):
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -106,6 +109,12 @@ class OneXHandler(BaseHTTPRequestHandler):
     server_version = "OneXSandbox/1"
     sandbox: OneXSandbox
 
+    def setup(self):
+        super().setup()
+        # Headers and body leave in two writes; without NODELAY, Nagle plus delayed ACK would
+        # add ~40 ms to every kept-alive request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format, *args):  # the request log at /_sandbox/requests replaces it
         pass
 
@@ -128,6 +137,7 @@ class OneXHandler(BaseHTTPRequestHandler):
         self.route_path = split.path
         self.query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         self.request_id = f"req-{time.time_ns():x}"
+        self.logged = False
         self.rate_headers = {}  # one handler serves every request of a kept-alive connection
         self.body = self._read_body()
         if self.route_path == "/" and self.command == "GET":
@@ -139,27 +149,30 @@ class OneXHandler(BaseHTTPRequestHandler):
         self._send_problem(Problem(404, "not_found", f"No route {self.route_path}."))
 
     def _run(self, routes, *, logged):
-        started = time.monotonic()
-        self.status_sent, self.injected, self.ops = None, False, None
-        try:
-            if logged:
-                self._api()
-            else:
-                self._route(routes)
-        finally:
-            if logged:
-                self.sandbox.record(
-                    {
-                        "at": iso(utcnow()),
-                        "method": self.command,
-                        "path": self.route_path,
-                        "query": self.query,
-                        "status": self.status_sent,
-                        "injected": self.injected,
-                        "ops": self.ops,
-                        "ms": round((time.monotonic() - started) * 1000, 1),
-                    }
-                )
+        self.started = time.monotonic()
+        self.logged, self.injected, self.ops = logged, False, None
+        if logged:
+            self._api()
+        else:
+            self._route(routes)
+
+    def _record(self, status):
+        """Log an API request before its answer leaves, so a test that has the answer sees it."""
+        if not self.logged:
+            return
+        self.logged = False
+        self.sandbox.record(
+            {
+                "at": iso(utcnow()),
+                "method": self.command,
+                "path": self.route_path,
+                "query": self.query,
+                "status": status,
+                "injected": self.injected,
+                "ops": self.ops,
+                "ms": round((time.monotonic() - self.started) * 1000, 1),
+            }
+        )
 
     def _api(self):
         token = self._bearer()
@@ -169,7 +182,7 @@ class OneXHandler(BaseHTTPRequestHandler):
             status, headers, mode = failure
             self.injected = True
             if mode == "drop":
-                self.status_sent = 0
+                self._record(0)
                 self.close_connection = True
                 return
             code = {429: "rate_limited"}.get(status, "service_unavailable")
@@ -221,6 +234,7 @@ class OneXHandler(BaseHTTPRequestHandler):
 
     def _send(self, status, body, content_type, headers=None):
         data = body if isinstance(body, bytes) else body.encode("utf-8")
+        self._record(status)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -229,7 +243,6 @@ class OneXHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        self.status_sent = status
 
     def _send_json(self, status, payload, headers=None):
         self._send(status, json.dumps(payload, ensure_ascii=False), "application/json", headers)

@@ -133,7 +133,7 @@ class Store:
     def _flush_loop(self):
         while not self._stopped.is_set():
             self._dirty.wait(timeout=1.0)
-            if self._dirty.is_set():
+            if self._dirty.is_set() and not self._stopped.is_set():
                 time.sleep(self.flush_interval)  # collect a burst of writes into one file write
                 self.flush()
 

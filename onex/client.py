@@ -1,0 +1,384 @@
+"""The One X API client: the whole contract of onex-api.md behind one module.
+
+All HTTP goes through `OneXClient._send` on one pooled `requests.Session` with explicit
+timeouts. Tokens are reused until ~80 % of their life. Only 429/502/503/504 and connection
+errors are retried (every call of the contract is idempotent), honouring Retry-After, else
+exponential backoff with jitter, bounded in attempts and in total time. Every failure surfaces
+as `OneXError`, which says whether retrying later could help.
+"""
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+
+from .operations import AbsenceEntry, DeleteAbsence, Operation, OperationResult, PutAbsence
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+BATCH_MAX = 100
+TOKEN_REUSE_SHARE = 0.8
+
+
+class OneXError(Exception):
+    """A One X call that failed. `permanent`: the same call cannot succeed by retrying."""
+
+    def __init__(self, detail, *, permanent, code="", status=None):
+        super().__init__(detail)
+        self.detail = detail
+        self.permanent = permanent
+        self.code = code
+        self.status = status
+
+    def __str__(self):
+        where = f"{self.status} " if self.status else ""
+        return f"One X {where}{self.code or 'error'}: {self.detail}"
+
+    @classmethod
+    def from_response(cls, response):
+        problem = {}
+        if "json" in response.headers.get("Content-Type", ""):
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {}
+        if not isinstance(problem, dict):
+            problem = {}
+        return cls.from_problem(problem, response.status_code)
+
+    @classmethod
+    def from_problem(cls, problem, status):
+        status = problem.get("status") or status
+        detail = problem.get("detail") or problem.get("title") or f"HTTP {status}"
+        errors = problem.get("errors") or []
+        if errors:
+            detail += " (" + ", ".join(f"{e.get('field')}: {e.get('code')}" for e in errors) + ")"
+        return cls(
+            detail, permanent=is_permanent(status), code=problem.get("code", ""), status=status
+        )
+
+
+def is_permanent(status):
+    """Client errors other than 429 cannot succeed on retry; server errors might."""
+    return 400 <= status < 500 and status != 429
+
+
+def entry_body(entry: AbsenceEntry) -> dict:
+    return {
+        "reasonCode": entry.reason_code,
+        "start": _rfc3339(entry.start),
+        "end": _rfc3339(entry.end),
+        "returnAt": _rfc3339(entry.return_at),
+        "divert": entry.divert,
+        "openDiversion": entry.open_diversion,
+        "note": entry.note,
+    }
+
+
+def _rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("One X needs times with an offset")
+    return moment.isoformat()
+
+
+def _retry_after_seconds(response):
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class OneXClient:
+    def __init__(
+        self,
+        base_url,
+        client_id,
+        client_secret,
+        *,
+        timeout=(3.05, 20),
+        max_attempts=6,
+        max_retry_seconds=60.0,
+        backoff_base=0.5,
+        backoff_cap=10.0,
+        sleep=time.sleep,
+        pool_size=10,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.max_retry_seconds = max_retry_seconds
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.sleep = sleep
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self._token = None
+        self._token_renew_at = 0.0
+        self._token_lock = threading.Lock()
+
+    def close(self):
+        self.session.close()
+
+    # Transport ----------------------------------------------------------------------------
+
+    def _send(self, method, url, **kwargs):
+        """One HTTP exchange with retries of transient failures; returns the final response
+        (any status) or raises OneXError when the retry budget is spent on transient ones."""
+        deadline = time.monotonic() + self.max_retry_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                # A read timeout on an idempotent call is as safe to retry as a refused connect.
+                failure, wait = OneXError(str(error), permanent=False, code="connection"), None
+            else:
+                if response.status_code not in RETRYABLE_STATUSES:
+                    return response
+                failure, wait = OneXError.from_response(response), _retry_after_seconds(response)
+            if wait is None:
+                ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+                wait = ceiling / 2 + random.uniform(0, ceiling / 2)  # equal jitter
+            if attempt >= self.max_attempts or time.monotonic() + wait > deadline:
+                logger.warning(
+                    "One X %s %s gave up after %d attempts: %s", method, url, attempt, failure
+                )
+                raise failure
+            logger.info("One X %s %s: %s; retry in %.2fs", method, url, failure, wait)
+            self.sleep(wait)
+
+    def _token_value(self, *, renew=False):
+        with self._token_lock:
+            if renew or self._token is None or time.monotonic() >= self._token_renew_at:
+                response = self._send(
+                    "POST",
+                    f"{self.base_url}/oauth2/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=(self.client_id, self.client_secret),
+                )
+                if response.status_code != 200:
+                    raise OneXError.from_response(response)
+                payload = response.json()
+                self._token = payload["access_token"]
+                lifetime = float(payload.get("expires_in", 3600))
+                self._token_renew_at = time.monotonic() + lifetime * TOKEN_REUSE_SHARE
+            return self._token
+
+    def _call(self, method, path, *, params=None, json=None, ok=(200, 201, 204)):
+        """An authenticated API call; returns the response for a status in `ok`."""
+        url = f"{self.base_url}/v1{path}"
+        token = self._token_value()
+        response = self._send(
+            method, url, params=params, json=json, headers={"Authorization": f"Bearer {token}"}
+        )
+        if response.status_code == 401 and self._problem_code(response) in (
+            "token_expired",
+            "invalid_token",
+        ):
+            # The token died before we expected (clock skew, revocation, a restarted server):
+            # fetch a new one and try once more.
+            token = self._token_value(renew=True)
+            response = self._send(
+                method, url, params=params, json=json, headers={"Authorization": f"Bearer {token}"}
+            )
+        if response.status_code not in ok:
+            raise OneXError.from_response(response)
+        return response
+
+    @staticmethod
+    def _problem_code(response):
+        try:
+            return response.json().get("code", "")
+        except (ValueError, AttributeError):
+            return ""
+
+    def _pages(self, path, params) -> Iterator[dict]:
+        params = {k: v for k, v in params.items() if v is not None}
+        while True:
+            payload = self._call("GET", path, params=params).json()
+            yield from payload["items"]
+            if not payload.get("nextCursor"):
+                return
+            params["cursor"] = payload["nextCursor"]
+
+    # Directory ----------------------------------------------------------------------------
+
+    def list_subscriptions(self, company_id, *, updated_since=None, page_size=200):
+        since = _rfc3339(updated_since) if updated_since else None
+        return self._pages(
+            f"/companies/{quote(company_id, safe='')}/subscriptions",
+            {"limit": page_size, "updatedSince": since},
+        )
+
+    def list_absence_reasons(self, company_id) -> list[dict]:
+        path = f"/companies/{quote(company_id, safe='')}/absence-reasons"
+        return self._call("GET", path).json()["items"]
+
+    # Absences -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _absence_path(company_id, subscription_id, external_id):
+        return (
+            f"/companies/{quote(company_id, safe='')}/subscriptions/"
+            f"{quote(subscription_id, safe='')}/absences/{quote(external_id, safe='')}"
+        )
+
+    def put_absence(self, company_id, subscription_id, external_id, entry: AbsenceEntry) -> dict:
+        path = self._absence_path(company_id, subscription_id, external_id)
+        return self._call("PUT", path, json=entry_body(entry), ok=(200, 201)).json()
+
+    def delete_absence(self, company_id, subscription_id, external_id) -> None:
+        path = self._absence_path(company_id, subscription_id, external_id)
+        try:
+            self._call("DELETE", path, ok=(204, 200))
+        except OneXError as error:
+            if error.status != 404:  # 404: already gone, which is what we wanted
+                raise
+
+    def list_absences(
+        self, company_id, *, start=None, end=None, subscription_id=None, page_size=500
+    ) -> Iterator[dict]:
+        return self._pages(
+            f"/companies/{quote(company_id, safe='')}/absences",
+            {
+                "from": _rfc3339(start) if start else None,
+                "to": _rfc3339(end) if end else None,
+                "subscriptionId": subscription_id,
+                "limit": page_size,
+            },
+        )
+
+    def batch(self, company_id, operations: Sequence[Operation]) -> list[OperationResult]:
+        """Apply up to 100 operations in one request; one result per operation, in order.
+
+        Operations that come back 429/502/503/504 are sent again (only those), within the same
+        attempt and time bounds as whole requests.
+        """
+        if len(operations) > BATCH_MAX:
+            raise ValueError(f"at most {BATCH_MAX} operations per batch")
+        path = f"/companies/{quote(company_id, safe='')}/absences:batch"
+        results: list[OperationResult | None] = [None] * len(operations)
+        pending = list(range(len(operations)))
+        deadline = time.monotonic() + self.max_retry_seconds
+        for attempt in range(1, self.max_attempts + 1):
+            payload = {"operations": [_batch_op(operations[i]) for i in pending]}
+            try:
+                answers = self._call("POST", path, json=payload, ok=(200,)).json()["results"]
+            except OneXError as error:
+                if attempt == 1:
+                    raise
+                # Keep what the earlier rounds achieved; only the re-sent ones failed.
+                for index in pending:
+                    results[index] = _failed(operations[index], error)
+                break
+            retry = []
+            for index, answer in zip(pending, answers, strict=True):
+                result = _batch_result(operations[index], answer)
+                results[index] = result
+                if not result.ok and answer.get("status") in RETRYABLE_STATUSES:
+                    retry.append(index)
+            pending = retry
+            wait = self.backoff_base * 2 ** (attempt - 1)
+            if not pending or attempt == self.max_attempts or time.monotonic() + wait > deadline:
+                break
+            self.sleep(wait / 2 + random.uniform(0, wait / 2))
+        return results
+
+    # The AbsenceWriter interface ----------------------------------------------------------
+
+    def apply(self, company_id, operations: Sequence[Operation]) -> list[OperationResult]:
+        """Apply each operation on its own: one call for one, batches of 100 for several."""
+        operations = list(operations)
+        if len(operations) == 1:
+            return [self._apply_one(company_id, operations[0])]
+        results = []
+        for offset in range(0, len(operations), BATCH_MAX):
+            chunk = operations[offset : offset + BATCH_MAX]
+            try:
+                results.extend(self.batch(company_id, chunk))
+            except OneXError as error:
+                results.extend(_failed(op, error) for op in chunk)
+        return results
+
+    def _apply_one(self, company_id, operation):
+        try:
+            if isinstance(operation, PutAbsence):
+                self.put_absence(
+                    company_id, operation.subscription_id, operation.external_id, operation.entry
+                )
+            else:
+                self.delete_absence(company_id, operation.subscription_id, operation.external_id)
+        except OneXError as error:
+            return _failed(operation, error)
+        return OperationResult(operation, ok=True)
+
+
+def _batch_op(operation):
+    if isinstance(operation, PutAbsence):
+        return {
+            "op": "put",
+            "subscriptionId": operation.subscription_id,
+            "externalId": operation.external_id,
+            "body": entry_body(operation.entry),
+        }
+    if isinstance(operation, DeleteAbsence):
+        return {
+            "op": "delete",
+            "subscriptionId": operation.subscription_id,
+            "externalId": operation.external_id,
+        }
+    raise TypeError(f"not a One X operation: {operation!r}")
+
+
+def _batch_result(operation, answer):
+    status = answer.get("status", 0)
+    if 200 <= status < 300 or (status == 404 and isinstance(operation, DeleteAbsence)):
+        return OperationResult(operation, ok=True)
+    error = OneXError.from_problem(answer.get("error") or {}, status)
+    return _failed(operation, error)
+
+
+def _failed(operation, error):
+    return OperationResult(
+        operation, ok=False, code=error.code, permanent=error.permanent, detail=error.detail
+    )
+
+
+# The process-wide client ------------------------------------------------------------------
+
+_client = None
+_client_key = None
+_client_lock = threading.Lock()
+
+
+def get_client() -> OneXClient:
+    """The process's client, built from settings (rebuilt if the settings change, e.g. in tests)."""
+    global _client, _client_key
+    key = (settings.ONEX_API_URL, settings.ONEX_CLIENT_ID, settings.ONEX_CLIENT_SECRET)
+    with _client_lock:
+        if _client is None or _client_key != key:
+            if _client is not None:
+                _client.close()
+            _client, _client_key = OneXClient(*key), key
+        return _client
