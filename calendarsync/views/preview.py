@@ -6,17 +6,35 @@ planning — so what the admin sees is what the sync would write.
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from onex.models import AbsenceReason
 
-from .. import rule_text
+from .. import planning, rule_text
+from .. import rules as engine
+from ..providers import provider_for
 from ..providers.base import ProviderError
 
 log = logging.getLogger(__name__)
+
+WHY_TEXT = {
+    engine.Why.NO_DIVERSION_SERVICE: gettext_lazy(
+        "Shown as absence info: the subscription has no diversion service."
+    ),
+    engine.Why.REASON_WITHOUT_DIVERSION: gettext_lazy(
+        "Shown as absence info: One X allows no diversion with this reason."
+    ),
+    engine.Why.NO_OPEN_DIVERSION_SERVICE: gettext_lazy(
+        "A plain diversion: the subscription has no open diversion service."
+    ),
+    engine.Why.REASON_UNKNOWN: gettext_lazy(
+        "The chosen reason does not exist in One X; the default reason is used."
+    ),
+}
 
 
 @dataclass
@@ -24,6 +42,8 @@ class Row:
     item: object
     saved: list = field(default_factory=list)
     edited: list = field(default_factory=list)
+    saved_skip: str = ""
+    edited_skip: str = ""
 
     @property
     def show_as(self):
@@ -31,68 +51,73 @@ class Row:
 
 
 def fetch_items(integration, synced_user):
-    from ..providers import provider_for
-
     start = timezone.now()
     end = start + timedelta(days=integration.days_ahead)
-    provider = provider_for(integration)
-    return provider.fetch(
+    return provider_for(integration).fetch(
         synced_user.email, start, end, include_subject=not integration.all_meetings_private
     )
-
-
-def plan(synced_user, items, rules):
-    from ..planning import plan_for_synced_user
-
-    return list(plan_for_synced_user(synced_user, items, rules=rules))
-
-
-def _item_id(planned):
-    for name in ("provider_item_id", "item_id"):
-        if getattr(planned, name, None):
-            return getattr(planned, name)
-    item = getattr(planned, "item", None)
-    return getattr(item, "provider_item_id", None)
 
 
 def decided_by_label(decided_by, rules) -> str:
     """ "rule:12" → "Rule 2: Busy → …"; the template, add-in and profile in words."""
     value = str(decided_by or "")
-    if value.startswith("rule"):
-        ident = value.split(":", 1)[1] if ":" in value else ""
-        for number, rule in enumerate(rules or [], start=1):
-            if str(rule.pk) == ident or (rule.pk is None and ident in ("", "None", "new")):
-                label = _("Rule %(number)d") % {"number": number}
-                if rule.pk is None:
-                    label = _("Your unsaved rule")
+    rule_id = engine.DecidedBy.rule_id(value)
+    if rule_id is not None:
+        for index, rule in enumerate(rules or []):
+            ident = str(rule.pk) if rule.pk is not None else f"new-{index + 1}"
+            if ident == rule_id:
+                label = (
+                    _("Your unsaved rule")
+                    if rule.pk is None
+                    else _("Rule %(number)d") % {"number": index + 1}
+                )
                 return f"{label}: {rule_text.describe(rule)}"
         return _("Rule")
     words = {
-        "default": _("Default template"),
-        "default_template": _("Default template"),
-        "template": _("Default template"),
-        "addin": _("Outlook plugin, this booking"),
-        "add-in": _("Outlook plugin, this booking"),
-        "profile": _("The user's own default (Outlook plugin)"),
+        engine.DecidedBy.DEFAULT_TEMPLATE: _("Default template"),
+        engine.DecidedBy.ADDIN: _("Outlook plugin, this booking"),
+        engine.DecidedBy.PROFILE: _("The user's own default (Outlook plugin)"),
     }
-    return str(words.get(value.split(":", 1)[0], value))
+    return str(words.get(value, value))
 
 
 def _entry(planned, rules, reasons):
-    divert = getattr(planned, "forwarding", "") == "divert" or getattr(planned, "divert", False)
-    code = getattr(planned, "reason_code", "")
     return {
         "start": planned.start,
         "end": planned.end,
-        "divert": divert,
-        "open_diversion": getattr(planned, "open_diversion", False),
-        "reason": reasons.get(code, code),
-        "return_at": getattr(planned, "return_at", None),
-        "note": getattr(planned, "note", None),
-        "decided_by": decided_by_label(getattr(planned, "decided_by", ""), rules),
-        "downgraded": getattr(planned, "downgraded_reason", "")
-        or getattr(planned, "downgrade_reason", ""),
+        "divert": planned.forwarding == engine.Action.DIVERT,
+        "open_diversion": planned.open_diversion,
+        "reason": reasons.get(planned.reason_code, planned.reason_code),
+        "return_at": planned.return_at,
+        "note": planned.note,
+        "decided_by": decided_by_label(planned.decided_by, rules),
+        "why": [str(WHY_TEXT.get(why, why)) for why in planned.why],
     }
+
+
+def _skip_text(item, settings, rules) -> str:
+    """Why a booking becomes no One X entry: the rule that skips it, or the template."""
+    decision = engine.decide(item, settings, item.start.astimezone(UTC), item.end.astimezone(UTC))
+    if decision is None:
+        if engine.never_synced(item):
+            return _("Cancelled or declined: never synced.")
+        return _("Default template: not synced.")
+    return _("Not synced by %(decided_by)s") % {
+        "decided_by": decided_by_label(decision.decided_by, rules)
+    }
+
+
+def _place(rows, plan, settings, rules, reasons, column):
+    planned_by_item = {}
+    for planned in plan.absences:
+        planned_by_item.setdefault(planned.provider_item_id, []).append(planned)
+    for row in rows:
+        entries = [
+            _entry(p, rules, reasons) for p in planned_by_item.get(row.item.provider_item_id, [])
+        ]
+        setattr(row, column, entries)
+        if not entries:
+            setattr(row, f"{column}_skip", _skip_text(row.item, settings, rules))
 
 
 def compare(integration, synced_user, saved_rules, edited_rules=None) -> dict:
@@ -101,37 +126,28 @@ def compare(integration, synced_user, saved_rules, edited_rules=None) -> dict:
         items = sorted(fetch_items(integration, synced_user), key=lambda item: item.start)
     except ProviderError as exc:
         return {"preview_error": _("The calendar could not be read: %(error)s") % {"error": exc}}
-    except (ImportError, LookupError, NotImplementedError) as exc:
+    except LookupError as exc:
         log.warning("preview unavailable for integration %s: %s", integration.pk, exc)
         return {"preview_error": _("The preview is not available for this integration yet.")}
     reasons = {
         reason.code: reason.label
         for reason in AbsenceReason.objects.filter(company_id=integration.company_id)
     }
-    rows = {item.provider_item_id + item.start.isoformat(): Row(item) for item in items}
-    by_id = {}
-    for key, row in rows.items():
-        by_id.setdefault(row.item.provider_item_id, []).append(key)
-
-    def place(planned_list, rules, column):
-        for planned in planned_list:
-            entry = _entry(planned, rules, reasons)
-            keys = by_id.get(_item_id(planned), [])
-            key = next(
-                (k for k in keys if rows[k].item.start == planned.start), keys[0] if keys else None
-            )
-            if key is not None:
-                getattr(rows[key], column).append(entry)
-
-    place(plan(synced_user, items, saved_rules), saved_rules, "saved")
-    result = {"previewed": True, "rows": list(rows.values()), "has_edit": edited_rules is not None}
+    now = timezone.now()
+    rows = [Row(item) for item in items]
+    saved_settings = planning.settings_for(synced_user, rules_override=saved_rules)
+    saved_plan = planning.plan_with(saved_settings, items, now)
+    _place(rows, saved_plan, saved_settings, saved_rules, reasons, "saved")
+    result = {"previewed": True, "rows": rows, "has_edit": edited_rules is not None}
     if edited_rules is not None:
-        place(plan(synced_user, items, edited_rules), edited_rules, "edited")
+        edited_settings = planning.settings_for(synced_user, rules_override=edited_rules)
+        edited_plan = planning.plan_with(edited_settings, items, now)
+        _place(rows, edited_plan, edited_settings, edited_rules, reasons, "edited")
         result["changed_count"] = sum(
-            1
-            for row in result["rows"]
-            if [e["decided_by"] for e in row.saved] != [e["decided_by"] for e in row.edited]
-            or [(e["divert"], e["reason"]) for e in row.saved]
-            != [(e["divert"], e["reason"]) for e in row.edited]
+            1 for row in rows if _outcome(row.saved) != _outcome(row.edited)
         )
     return result
+
+
+def _outcome(entries):
+    return [(e["divert"], e["open_diversion"], e["reason"], e["return_at"]) for e in entries]

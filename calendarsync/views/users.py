@@ -42,15 +42,24 @@ def request_sync(synced_user):
     core_request_sync(synced_user)
 
 
-def remove(synced_user):
-    """Remove a user with their bookings, One X entries and email (the sync core's job)."""
+def remove(synced_user) -> str | None:
+    """Remove a user with their bookings, One X entries and email (the sync core's job).
+
+    Returns why it could not be done now, or None when the user is gone.
+    """
     try:
-        from ..sync import remove_synced_user
+        from .. import sync
     except ImportError:
         log.warning("calendarsync.sync missing: deleting user %s locally only", synced_user.pk)
         synced_user.delete()
-        return
-    remove_synced_user(synced_user)
+        return None
+    try:
+        sync.remove_synced_user(synced_user)
+    except sync.SyncBusy:
+        return _("The user is being synced right now. Try again in a minute.")
+    except sync.RemovalIncomplete:
+        return _("One X did not delete every entry yet. Try again in a while.")
+    return None
 
 
 def _users_context(request, integration, form=None):
@@ -119,12 +128,15 @@ def user_remove(request, code, pk):
     synced_user = get_object_or_404(integration.users.select_related("subscription"), pk=pk)
     if request.method == "POST":
         email = synced_user.email
-        remove(synced_user)
-        messages.success(
-            request,
-            _("%(email)s is removed; their bookings and One X entries are deleted.")
-            % {"email": email},
-        )
+        problem = remove(synced_user)
+        if problem:
+            messages.error(request, problem)
+        else:
+            messages.success(
+                request,
+                _("%(email)s is removed; their bookings and One X entries are deleted.")
+                % {"email": email},
+            )
         url = tab_url(integration, "users")
         return hx_location(url) if request.htmx else redirect(url)
     return render_tab(

@@ -1,0 +1,123 @@
+"""Inställningar: each setting explained in the seed's words; saving resyncs the users."""
+
+import sys
+import types
+
+import pytest
+from django.urls import reverse
+
+import calendarsync
+from calendarsync.models import SyncedUser
+from onex.models import Subscription
+
+pytest_plugins = ["tests.ui_support"]
+
+
+@pytest.fixture
+def sync_requests(monkeypatch):
+    """Record the sync core's request_sync calls instead of enqueueing."""
+    calls = []
+    fake = types.SimpleNamespace(
+        request_sync=lambda synced_user, **kw: calls.append(synced_user.pk)
+    )
+    monkeypatch.setitem(sys.modules, "calendarsync.sync", fake)
+    monkeypatch.setattr(calendarsync, "sync", fake, raising=False)
+    return calls
+
+
+def _form(**changes):
+    data = {
+        "name": "Exchange Online",
+        "days_ahead": "14",
+        "active": "on",
+        "plugin_enabled": "on",
+        "all_meetings_private": "on",
+    }
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def test_it_explains_every_setting(en_client, integration):
+    body = en_client.get(
+        reverse("calendarsync:integration", args=[integration.code])
+    ).content.decode()
+    for label in (
+        "Number of days",
+        "Plugin enabled",
+        "Restrict to default configuration",
+        "All meetings private",
+    ):
+        assert label in body
+    assert "Outlook plugin" in body
+    assert "default configuration set by the admin" in body
+    assert "private bookings are never synced" in body
+    assert 'aria-describedby="id_plugin_enabled_helptext"' in body
+
+
+def test_it_saves_and_resyncs_every_user(en_client, integration, company, sync_requests):
+    users = [
+        SyncedUser.objects.create(
+            integration=integration,
+            subscription=Subscription.objects.create(
+                company=company, onex_id=f"s{i}", email=f"u{i}@demo.se"
+            ),
+            email=f"u{i}@demo.se",
+        )
+        for i in range(3)
+    ]
+    url = reverse("calendarsync:integration", args=[integration.code])
+    response = en_client.post(
+        url, _form(name="Kontoret", days_ahead="21", all_meetings_private=None)
+    )
+    assert response.status_code == 302
+    integration.refresh_from_db()
+    assert (integration.name, integration.days_ahead, integration.all_meetings_private) == (
+        "Kontoret",
+        21,
+        False,
+    )
+    assert sorted(sync_requests) == sorted(user.pk for user in users)
+    assert "Settings saved." in en_client.get(url).content.decode()
+
+
+def test_it_answers_htmx_with_hx_location(en_client, integration, sync_requests):
+    url = reverse("calendarsync:integration", args=[integration.code])
+    response = en_client.post(url, _form(days_ahead="7"), HTTP_HX_REQUEST="true")
+    assert response.status_code == 204
+    assert response["HX-Location"] == url
+
+
+def test_it_does_not_resync_when_nothing_changed(
+    en_client, integration, synced_user_row, sync_requests
+):
+    url = reverse("calendarsync:integration", args=[integration.code])
+    en_client.post(url, _form())
+    assert sync_requests == []
+
+
+@pytest.fixture
+def synced_user_row(integration, subscription):
+    return SyncedUser.objects.create(
+        integration=integration, subscription=subscription, email=subscription.email
+    )
+
+
+def test_it_rejects_days_out_of_range_with_the_form_fragment(en_client, integration, sync_requests):
+    url = reverse("calendarsync:integration", args=[integration.code])
+    response = en_client.post(url, _form(days_ahead="99"), HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.lstrip().startswith('<form id="settings-form"')
+    assert "id_days_ahead_error" in body
+    integration.refresh_from_db()
+    assert integration.days_ahead == 14 and sync_requests == []
+
+
+def test_it_shows_how_to_fix_a_pending_consent(en_client, integration):
+    integration.status = "pending_consent"
+    integration.save()
+    body = en_client.get(
+        reverse("calendarsync:integration", args=[integration.code])
+    ).content.decode()
+    assert "Waiting for consent from Microsoft" in body
+    assert "Global administrator" in body
