@@ -16,4 +16,8 @@ PERIODIC_TASKS = {
         "task": "calendarsync.tasks.renew_graph_subscriptions",
         "schedule": crontab(minute="*/30"),
     },
+    "Import the One X directory (subscriptions and absence reasons)": {
+        "task": "onex.tasks.import_directory",
+        "schedule": crontab(minute="*/15"),
+    },
 }

@@ -22,7 +22,8 @@ class Knobs:
     outage_mode: str = "503"  # "503" answers 503; "drop" closes the connection unanswered
     token_lifetime: int = 3599  # seconds, the expires_in of new tokens
     rate_limit: int = 0  # requests per minute per token; 0 = unlimited
-    fail_next: list = field(default_factory=list)  # statuses for the next API requests, in order
+    # Statuses for the next API requests, in order; 0 lets that request through untouched.
+    fail_next: list = field(default_factory=list)
     seed: int | None = None  # makes the random shares reproducible
 
     @classmethod
@@ -89,7 +90,7 @@ class Faults:
                 return 503, {}, knobs.outage_mode
             if knobs.fail_next:
                 status = knobs.fail_next.pop(0)
-                return status, self._retry_after(status), "answer"
+                return (status, self._retry_after(status), "answer") if status else None
             if token and knobs.rate_limit:
                 limited = self._rate_limited(token)
                 if limited:
