@@ -210,8 +210,9 @@ def graph_consent_callback(request):
     integration.status = Integration.Status.CONNECTED
     integration.consented_at = timezone.now()
     integration.last_error = ""
-    integration.save(update_fields=["tenant_id", "status", "consented_at", "last_error",
-                                    "updated_at"])  # fmt: skip
+    integration.save(
+        update_fields=["tenant_id", "status", "consented_at", "last_error", "updated_at"]
+    )
     Activity.record(
         integration,
         "consent_granted",

@@ -90,3 +90,44 @@ def delete_graph_subscription(tenant_id, provider_subscription_id):
     from .notifications import delete_remote
 
     delete_remote(tenant_id, provider_subscription_id)
+
+
+# ----- Exchange Online change notifications (calendarsync.notifications)
+
+
+@shared_task
+def ensure_graph_subscription(synced_user_id):
+    from .models import SyncedUser
+    from .notifications import ensure_subscription
+
+    user = SyncedUser.objects.select_related("integration").filter(pk=synced_user_id).first()
+    if user is not None:
+        ensure_subscription(user)
+
+
+@shared_task
+def renew_graph_subscriptions():
+    from .notifications import renew_due
+
+    return renew_due()
+
+
+@shared_task
+def handle_graph_lifecycle(mailbox_subscription_id, event):
+    from .models import MailboxSubscription
+    from .notifications import handle_lifecycle
+
+    subscription = (
+        MailboxSubscription.objects.select_related("synced_user__integration")
+        .filter(pk=mailbox_subscription_id)
+        .first()
+    )
+    if subscription is not None:
+        handle_lifecycle(subscription, event)
+
+
+@shared_task
+def delete_graph_subscription(tenant_id, provider_subscription_id):
+    from .notifications import delete_remote
+
+    delete_remote(tenant_id, provider_subscription_id)

@@ -39,8 +39,13 @@ PAGE_SIZE = 100
 MAX_ATTEMPTS = 6
 MAX_RETRY_AFTER = 120  # seconds; a longer wait gives up and leaves the retry to the next run
 TIMEOUT = (5, 30)
-MAILBOX_ERRORS = {"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "ResourceNotFound",
-                  "ErrorMailboxNotFound", "MailboxNotFound"}  # fmt: skip
+MAILBOX_ERRORS = {
+    "ErrorInvalidUser",
+    "MailboxNotEnabledForRESTAPI",
+    "ResourceNotFound",
+    "ErrorMailboxNotFound",
+    "MailboxNotFound",
+}
 
 
 class SubscriptionGone(ProviderError):
@@ -208,8 +213,16 @@ class GraphClient:
             kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
         return response
 
-    def request(self, method: str, path: str, *, mailbox: str | None = None, params=None,
-                json=None, headers=None) -> dict | None:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        mailbox: str | None = None,
+        params=None,
+        json=None,
+        headers=None,
+    ) -> dict | None:
         """A Graph call with throttling handled; returns the JSON body (None for 204)."""
         url = self.url(path)
         if params:
@@ -243,8 +256,9 @@ class GraphClient:
             for mailbox in mailboxes:
                 stack.enter_context(mailbox_slot(self.tenant_id, mailbox))
             for attempt in range(MAX_ATTEMPTS):
-                body = {"requests": [{k: v for k, v in s.items() if k != "mailbox"}
-                                     for s in pending]}  # fmt: skip
+                body = {
+                    "requests": [{k: v for k, v in s.items() if k != "mailbox"} for s in pending]
+                }
                 self.steps_sent += len(pending)
                 data = self.request("POST", "/$batch", json=body)
                 retry, wait = [], 0.0
@@ -271,20 +285,35 @@ class GraphClient:
 
     # ----- change-notification subscriptions
 
-    def create_subscription(self, mailbox: str, *, notification_url: str, lifecycle_url: str,
-                            client_state: str, expires: datetime) -> dict:  # fmt: skip
-        return self.request("POST", "/subscriptions", mailbox=mailbox, json={
-            "changeType": "created,updated,deleted",
-            "resource": f"/users/{mailbox}/events",
-            "notificationUrl": notification_url,
-            "lifecycleNotificationUrl": lifecycle_url,
-            "expirationDateTime": _graph_time(expires),
-            "clientState": client_state,
-        })  # fmt: skip
+    def create_subscription(
+        self,
+        mailbox: str,
+        *,
+        notification_url: str,
+        lifecycle_url: str,
+        client_state: str,
+        expires: datetime,
+    ) -> dict:
+        return self.request(
+            "POST",
+            "/subscriptions",
+            mailbox=mailbox,
+            json={
+                "changeType": "created,updated,deleted",
+                "resource": f"/users/{mailbox}/events",
+                "notificationUrl": notification_url,
+                "lifecycleNotificationUrl": lifecycle_url,
+                "expirationDateTime": _graph_time(expires),
+                "clientState": client_state,
+            },
+        )
 
     def renew_subscription(self, subscription_id: str, expires: datetime) -> dict:
-        return self.request("PATCH", f"/subscriptions/{subscription_id}",
-                            json={"expirationDateTime": _graph_time(expires)})  # fmt: skip
+        return self.request(
+            "PATCH",
+            f"/subscriptions/{subscription_id}",
+            json={"expirationDateTime": _graph_time(expires)},
+        )
 
     def reauthorize_subscription(self, subscription_id: str) -> None:
         self.request("POST", f"/subscriptions/{subscription_id}/reauthorize")
@@ -343,8 +372,9 @@ class GraphProvider:
             page = self.client.request("GET", url, mailbox=mailbox, headers=self.HEADERS)
             events.extend(page.get("value", []))
             url = page.get("@odata.nextLink")
-        return self._in_window(items_from_graph(events, include_subject=include_subject),
-                               start, end)  # fmt: skip
+        return self._in_window(
+            items_from_graph(events, include_subject=include_subject), start, end
+        )
 
     def fetch_many(self, mailboxes: Iterable[str], start, end, *, include_subject):
         """Up to 20 mailboxes per $batch, batches in parallel, pages followed in later rounds.
