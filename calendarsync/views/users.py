@@ -178,7 +178,7 @@ def import_users(integration, text) -> list[ImportLine]:
     """Add every valid line's user; one report line per input line, in file order."""
     lines = read_import_lines(text)
     emails = {value.strip().lower() for _, value in lines}
-    known, taken = {}, {}
+    known, taken, elsewhere = {}, {}, set()
     email_list = sorted(emails)
     for start in range(0, len(email_list), CHUNK):
         chunk = email_list[start : start + CHUNK]
@@ -187,13 +187,20 @@ def import_users(integration, text) -> list[ImportLine]:
         ).order_by("active"):
             known[subscription.email] = subscription  # an active one wins (ordered last)
         taken.update(taken_emails(integration, chunk))
+        elsewhere.update(
+            Subscription.objects.filter(email__in=chunk)
+            .exclude(company_id=integration.company_id)
+            .values_list("email", flat=True)
+        )
     report, new_users = [], []
     for number, value in lines:
         email = value.strip().lower()
         problem = validate_import_email(email)
         subscription = None
         if problem is None:
-            problem, subscription = check_email(integration, email, known=known, taken=taken)
+            problem, subscription = check_email(
+                integration, email, known=known, taken=taken, elsewhere=elsewhere
+            )
         if problem is None:
             new_users.append(
                 SyncedUser(integration=integration, subscription=subscription, email=email)

@@ -1,0 +1,206 @@
+"""Användare: add by email with clear errors, remove with confirmation, CSV import/export,
+search and pages."""
+
+import sys
+import types
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+import calendarsync
+from calendarsync.models import Integration, SyncedUser
+from onex.models import Subscription
+
+pytest_plugins = ["tests.ui_support"]
+
+
+@pytest.fixture
+def sync_core(monkeypatch):
+    """The sync core's request/remove calls, recorded (its own tests cover what they do)."""
+    calls = {"requested": [], "removed": []}
+
+    class SyncBusy(Exception):
+        pass
+
+    class RemovalIncomplete(Exception):
+        pass
+
+    def remove_synced_user(synced_user):
+        calls["removed"].append(synced_user.email)
+        synced_user.delete()
+
+    fake = types.SimpleNamespace(
+        request_sync=lambda synced_user, **kw: calls["requested"].append(synced_user.email),
+        remove_synced_user=remove_synced_user,
+        SyncBusy=SyncBusy,
+        RemovalIncomplete=RemovalIncomplete,
+    )
+    monkeypatch.setitem(sys.modules, "calendarsync.sync", fake)
+    monkeypatch.setattr(calendarsync, "sync", fake, raising=False)
+    return calls
+
+
+@pytest.fixture
+def people(company, other_company):
+    make = Subscription.objects.create
+    return {
+        "bo": make(company=company, onex_id="bo", email="bo@demo.se", display_name="Bo Berg"),
+        "cia": make(company=company, onex_id="cia", email="cia@demo.se"),
+        "gone": make(company=company, onex_id="gone", email="gone@demo.se", active=False),
+        "eva": make(company=other_company, onex_id="eva", email="eva@annat.se"),
+    }
+
+
+def _add(client, integration, email, **headers):
+    return client.post(
+        reverse("calendarsync:user_add", args=[integration.code]), {"email": email}, **headers
+    )
+
+
+def test_it_adds_a_user_by_email_and_requests_a_sync(
+    en_client, integration, people, sync_core, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _add(en_client, integration, "  Bo@Demo.se ", HTTP_HX_REQUEST="true")
+    assert response.status_code == 204
+    assert response["HX-Location"] == reverse("calendarsync:users", args=[integration.code])
+    synced_user = integration.users.get()
+    assert (synced_user.email, synced_user.subscription) == ("bo@demo.se", people["bo"])
+    assert sync_core["requested"] == ["bo@demo.se"]
+    page = en_client.get(response["HX-Location"]).content.decode()
+    assert "bo@demo.se is added and will be synced." in page and "Bo Berg" in page
+
+
+@pytest.mark.parametrize(
+    ("email", "message"),
+    [
+        ("okand@demo.se", "No One X subscription in the company has the address okand@demo.se."),
+        ("eva@annat.se", "eva@annat.se belongs to a One X subscription in another company."),
+        ("gone@demo.se", "The One X subscription for gone@demo.se is deactivated."),
+        ("not-an-email", "Enter a valid email address."),
+    ],
+)
+def test_it_explains_why_an_email_cannot_be_added(
+    en_client, integration, people, sync_core, email, message
+):
+    response = _add(en_client, integration, email, HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.lstrip().startswith('<form id="add-user-form"')
+    assert message in body
+    assert not SyncedUser.objects.exists()
+
+
+def test_it_refuses_a_user_already_added_here_or_elsewhere(
+    en_client, integration, company, people, sync_core
+):
+    _add(en_client, integration, "bo@demo.se")
+    body = _add(en_client, integration, "bo@demo.se").content.decode()
+    assert "bo@demo.se is already added." in body
+    other = Integration.objects.create(company=company, kind="ews", name="Lokalt")
+    body = _add(en_client, other, "bo@demo.se").content.decode()
+    assert "bo@demo.se is already synced by the integration Exchange Online." in body
+    assert SyncedUser.objects.count() == 1
+
+
+def test_it_removes_a_user_only_after_confirmation(en_client, integration, people, sync_core):
+    _add(en_client, integration, "bo@demo.se")
+    synced_user = integration.users.get()
+    url = reverse("calendarsync:user_remove", args=[integration.code, synced_user.pk])
+    confirm = en_client.get(url).content.decode()
+    assert "Remove bo@demo.se?" in confirm and "are deleted" in confirm
+    assert integration.users.exists()
+    response = en_client.post(url)
+    assert response["Location"] == reverse("calendarsync:users", args=[integration.code])
+    assert sync_core["removed"] == ["bo@demo.se"]
+    assert not integration.users.exists()
+
+
+def test_it_says_when_removal_must_wait(en_client, integration, people, sync_core, monkeypatch):
+    _add(en_client, integration, "bo@demo.se")
+    synced_user = integration.users.get()
+
+    def busy(synced_user):
+        raise calendarsync.sync.SyncBusy()
+
+    monkeypatch.setattr(calendarsync.sync, "remove_synced_user", busy)
+    url = reverse("calendarsync:user_remove", args=[integration.code, synced_user.pk])
+    page = en_client.post(url, follow=True).content.decode()
+    assert "being synced right now" in page
+    assert integration.users.exists()
+
+
+def test_it_imports_a_csv_with_a_report_per_line(en_client, integration, people, sync_core):
+    _add(en_client, integration, "cia@demo.se")
+    sync_core["requested"].clear()
+    csv_text = (
+        "email;name\nbo@demo.se;Bo\n\nokand@demo.se;X\n"
+        "eva@annat.se;Eva\ncia@demo.se;Cia\nnonsense\n"
+    )
+    upload = SimpleUploadedFile("users.csv", csv_text.encode(), content_type="text/csv")
+    response = en_client.post(
+        reverse("calendarsync:users_import", args=[integration.code]), {"file": upload}
+    )
+    body = response.content.decode()
+    assert "1 of 5 lines added." in body
+    assert "4 lines could not be added." in body
+    for line, text in [
+        (2, "Added"),
+        (4, "No One X subscription in the company has the address okand@demo.se."),
+        (5, "eva@annat.se belongs to a One X subscription in another company."),
+        (6, "cia@demo.se is already added."),
+        (7, "Not a valid email address."),
+    ]:
+        assert f"<td>{line}</td>" in body and text in body
+    assert sorted(integration.users.values_list("email", flat=True)) == [
+        "bo@demo.se",
+        "cia@demo.se",
+    ]
+    assert sync_core["requested"] == ["bo@demo.se"]
+
+
+def test_it_rejects_a_file_that_is_not_text(en_client, integration):
+    upload = SimpleUploadedFile("users.csv", b"\xff\xfe\x00bad", content_type="text/csv")
+    response = en_client.post(
+        reverse("calendarsync:users_import", args=[integration.code]), {"file": upload}
+    )
+    assert "The file must be UTF-8 text." in response.content.decode()
+
+
+def test_it_exports_the_users_as_csv(en_client, integration, people, sync_core):
+    _add(en_client, integration, "bo@demo.se")
+    integration.users.update(state="error", last_error="postlådan hittades inte")
+    response = en_client.get(reverse("calendarsync:users_export", args=[integration.code]))
+    assert response["Content-Type"].startswith("text/csv")
+    lines = b"".join(response.streaming_content).decode("utf-8-sig").splitlines()
+    assert lines[0] == "email,name,state,last synced,last error"
+    assert lines[1] == "bo@demo.se,Bo Berg,error,,postlådan hittades inte"
+
+
+def test_it_searches_filters_and_pages(en_client, integration, company):
+    subscriptions = Subscription.objects.bulk_create(
+        Subscription(company=company, onex_id=f"s{i}", email=f"user{i:03}@demo.se")
+        for i in range(120)
+    )
+    SyncedUser.objects.bulk_create(
+        SyncedUser(
+            integration=integration,
+            subscription=sub,
+            email=sub.email,
+            state="error" if i % 10 == 0 else "ok",
+        )
+        for i, sub in enumerate(subscriptions)
+    )
+    url = reverse("calendarsync:users", args=[integration.code])
+    first = en_client.get(url).content.decode()
+    assert "120 users" in first and "Page 1 of 3" in first
+    assert "user000@demo.se" in first and "user050@demo.se" not in first
+    third = en_client.get(url, {"page": 3}).content.decode()
+    assert "user119@demo.se" in third
+    found = en_client.get(url, {"q": "user07"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="user-list")
+    body = found.content.decode()
+    assert body.lstrip().startswith('<div id="user-list">')
+    assert "10 users" in body and "user075@demo.se" in body and "user080@demo.se" not in body
+    errors = en_client.get(url, {"state": "error"}).content.decode()
+    assert "12 users" in errors and "user010@demo.se" in errors and "user011@demo.se" not in errors
