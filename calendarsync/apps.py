@@ -7,4 +7,7 @@ class CalendarsyncConfig(AppConfig):
     verbose_name = _("Calendar sync")
 
     def ready(self):
-        from . import notifications  # noqa: F401 - Graph subscription signal receivers
+        from . import (
+            notifications,  # noqa: F401 - Graph subscription signal receivers
+            receivers,  # noqa: F401 - onex directory signals
+        )
