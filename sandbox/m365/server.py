@@ -110,6 +110,7 @@ class Sandbox:
         self.log_seq = itertools.count(1)
         self.deliveries: list[dict] = []
         self.in_flight: dict[str, int] = defaultdict(int)
+        self.peak_in_flight: dict[str, int] = defaultdict(int)
         self.outbox: queue.Queue = queue.Queue()
         threading.Thread(target=self._deliver_forever, daemon=True).start()
         if with_demo:
@@ -352,6 +353,9 @@ class Sandbox:
         with self.lock:
             self.in_flight[mailbox] += 1
             allowed = self.in_flight[mailbox] <= MAILBOX_CONCURRENCY
+            self.peak_in_flight[mailbox] = max(
+                self.peak_in_flight[mailbox], self.in_flight[mailbox]
+            )
         try:
             yield allowed
         finally:
@@ -1268,7 +1272,9 @@ class M365Server:
         self.thread: threading.Thread | None = None
 
     def start(self):
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
         return self
 

@@ -1,0 +1,157 @@
+"""Pytest fixtures: the Microsoft 365 sandbox on a free port with its own test CA.
+
+`m365` starts the real HTTPS server in this process (background thread), points the product's
+MS_* settings at it (trusting its CA through MS_CA_BUNDLE, never by turning verification off)
+and hands back a handle that speaks to the sandbox-only /_sandbox controls over HTTP.
+"""
+
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from sandbox.m365 import demo
+from sandbox.m365.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, M365Server
+
+DEMO_TENANT = demo.DEMO_TENANT_ID
+ANNA = "anna.andersson@demo.se"
+BODY_FIELDS = {"body", "bodypreview", "uniquebody"}
+
+
+class M365Handle:
+    def __init__(self, server: M365Server):
+        self.server = server
+        self.sandbox = server.sandbox  # in-process state, for assertions only
+        self.url = server.base_url
+        self.ca_file = str(server.ca_file)
+        self.http = requests.Session()
+        self.http.trust_env = False
+        self.http.verify = self.ca_file
+
+    def control(self, method, path, payload=None):
+        response = self.http.request(
+            method, f"{self.url}/_sandbox/{path}", json=payload, timeout=15
+        )
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    # knobs and log
+    def knobs(self, **changes):
+        return self.control("POST", "knobs", changes)
+
+    def throttle(self, match, count=1, retry_after=1):
+        rules = self.control("GET", "knobs")["throttle"]
+        rules.append({"match": match, "count": count, "retry_after": retry_after})
+        return self.knobs(throttle=rules)
+
+    def requests(self, since=0):
+        return self.control("GET", f"requests?since={since}")["value"]
+
+    def graph_requests(self):
+        return [r for r in self.requests() if r["path"].startswith("/v1.0")]
+
+    def clear_requests(self):
+        self.control("DELETE", "requests")
+
+    def deliveries(self):
+        return self.control("GET", "deliveries")["value"]
+
+    # tenants and events (changes as if made in Outlook: they notify subscribers)
+    def add_tenant(self, name="Kund AB", users=(), consented=True):
+        payload = {
+            "name": name,
+            "users": [{"mail": m, "displayName": m.split("@")[0]} for m in users],
+            "consented": consented,
+        }
+        return self.control("POST", "tenants", payload)["id"]
+
+    def revoke(self, tenant=DEMO_TENANT, code="700016"):
+        self.control("POST", f"tenants/{tenant}/revoke", {"code": code})
+
+    def consent(self, tenant=DEMO_TENANT):
+        self.control("POST", f"tenants/{tenant}/consent")
+
+    def remove_permissions(self, tenant=DEMO_TENANT, removed=True):
+        self.control("POST", f"tenants/{tenant}/permissions", {"removed": removed})
+
+    def create_event(self, mailbox, tenant=DEMO_TENANT, **event):
+        return self.control("POST", f"tenants/{tenant}/users/{mailbox}/events", event)
+
+    def update_event(self, mailbox, event_id, tenant=DEMO_TENANT, **changes):
+        return self.control("PATCH", f"tenants/{tenant}/users/{mailbox}/events/{event_id}", changes)
+
+    def delete_event(self, mailbox, event_id, tenant=DEMO_TENANT):
+        return self.control("DELETE", f"tenants/{tenant}/users/{mailbox}/events/{event_id}")
+
+    def subscriptions(self):
+        return self.control("GET", "subscriptions")["value"]
+
+    def lifecycle(self, subscription_id, event):
+        return self.control("POST", f"subscriptions/{subscription_id}/lifecycle", {"event": event})
+
+
+def selected_fields(entry) -> set[str]:
+    return {f.strip().lower() for f in entry["query"].get("$select", "").split(",") if f.strip()}
+
+
+def body_requests(entries) -> list[dict]:
+    """Requests that asked for an event body: a read of events without $select (Graph then
+    returns everything) or a $select naming a body field."""
+    found = []
+    for entry in entries:
+        path = entry["path"].lower()
+        reads_events = entry["method"] == "GET" and ("calendarview" in path or "/events" in path)
+        if reads_events and (
+            "$select" not in entry["query"] or selected_fields(entry) & BODY_FIELDS
+        ):
+            found.append(entry)
+    return found
+
+
+def follow_consent(handle: M365Handle, location: str) -> str:
+    """Open the admin-consent URL the product redirected to; return where Microsoft sends the
+    browser back (the product's callback with admin_consent or error)."""
+    response = handle.http.get(location, allow_redirects=False, timeout=15)
+    assert response.status_code == 302, response.text[:300]
+    return response.headers["Location"]
+
+
+def callback_path(url: str) -> tuple[str, dict]:
+    split = urlsplit(url)
+    return split.path, {k: v[-1] for k, v in parse_qs(split.query).items()}
+
+
+def wait_for(predicate, timeout=20.0, interval=0.1, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+@pytest.fixture
+def m365(tmp_path, settings):
+    server = M365Server(port=0, ca_file=tmp_path / "m365-ca.pem").start()
+    settings.MS_LOGIN_URL = server.base_url
+    settings.MS_GRAPH_URL = server.base_url + "/v1.0"
+    settings.MS_CA_BUNDLE = str(server.ca_file)
+    settings.MS_CLIENT_ID = DEFAULT_CLIENT_ID
+    settings.MS_CLIENT_SECRET = DEFAULT_CLIENT_SECRET
+    handle = M365Handle(server)
+    yield handle
+    handle.http.close()
+    server.stop()
+
+
+@pytest.fixture
+def eager_celery():
+    """Run tasks in-process (no broker) for tests that exercise task entry points."""
+    from mss.celery import app
+
+    saved = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield app
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
