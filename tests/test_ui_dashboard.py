@@ -1,0 +1,131 @@
+"""Instrumentpanel: connection state with a fix, notification health, sync times, counts,
+users with errors, latest activity and one user's 14-day timeline."""
+
+import itertools
+from datetime import datetime, time, timedelta
+
+from django.urls import reverse
+from django.utils import timezone
+
+from calendarsync.models import Activity, Booking, MailboxSubscription, SyncedUser
+from calendarsync.views.dashboard import timeline
+from onex.models import Subscription
+
+pytest_plugins = ["tests.ui_support"]
+
+
+_ids = itertools.count(1)
+
+
+def _booking(synced_user, start, hours=1, forwarding="info", reason="MOTE"):
+    n = next(_ids)
+    return Booking.objects.create(
+        synced_user=synced_user,
+        external_id=f"mss-{n}",
+        provider_item_id=f"item-{n}",
+        start=start,
+        end=start + timedelta(hours=hours),
+        forwarding=forwarding,
+        reason_code=reason,
+        return_at=start + timedelta(hours=hours),
+        fingerprint="x",
+        pushed_at=timezone.now(),
+    )
+
+
+def _today_at(hour, days=0):
+    day = timezone.localdate() + timedelta(days=days)
+    return timezone.make_aware(datetime.combine(day, time(hour)))
+
+
+def test_it_shows_counts_health_errors_and_activity(en_client, integration, company, reasons):
+    users = []
+    for i in range(3):
+        sub = Subscription.objects.create(company=company, onex_id=f"s{i}", email=f"u{i}@demo.se")
+        users.append(
+            SyncedUser.objects.create(
+                integration=integration,
+                subscription=sub,
+                email=sub.email,
+                state="error" if i == 2 else "ok",
+                last_error="postlådan hittades inte" if i == 2 else "",
+                last_synced_at=timezone.now() - timedelta(minutes=5 * i),
+            )
+        )
+    now = timezone.now()
+    _booking(users[0], now + timedelta(hours=1), forwarding="divert")
+    _booking(users[0], now + timedelta(days=3))
+    _booking(users[1], now - timedelta(days=3))  # past: not upcoming
+    for i, (status, expires) in enumerate(
+        [
+            ("active", now + timedelta(days=2)),
+            ("active", now + timedelta(hours=3)),
+            ("failed", None),
+        ]
+    ):
+        MailboxSubscription.objects.create(
+            synced_user=users[i],
+            provider_subscription_id=f"sub-{i}",
+            status=status,
+            expires_at=expires,
+        )
+    Activity.record(integration, "sync", "3 users synced.")
+    body = en_client.get(
+        reverse("calendarsync:dashboard", args=[integration.code])
+    ).content.decode()
+    assert '<dd id="count-users">3</dd>' in body
+    assert '<dd id="count-upcoming">2</dd>' in body
+    assert '<dd id="count-errors">1</dd>' in body
+    diversions_today = 1 if (now + timedelta(hours=1)).date() == now.date() else 0
+    assert f'<dd id="count-diversions">{diversions_today}</dd>' in body
+    assert "<dt>Active</dt><dd>1</dd>" in body
+    assert "<dt>Expiring within 24 h</dt><dd>1</dd>" in body
+    assert '<dt>Failed</dt><dd class="error-text">1</dd>' in body
+    assert "u2@demo.se" in body and "postlådan hittades inte" in body
+    assert "3 users synced." in body
+
+
+def test_it_tells_how_to_fix_a_revoked_consent(en_client, integration):
+    integration.status = "consent_revoked"
+    integration.save()
+    body = en_client.get(
+        reverse("calendarsync:dashboard", args=[integration.code])
+    ).content.decode()
+    assert "Enterprise Applications" in body
+    assert reverse("calendarsync:graph_consent_start", args=[integration.code]) in body
+    assert "paused" in body
+
+
+def test_it_tells_how_to_fix_an_on_prem_error(en_client, integration):
+    integration.kind, integration.status = "ews", "error"
+    integration.save()
+    body = en_client.get(
+        reverse("calendarsync:dashboard", args=[integration.code])
+    ).content.decode()
+    assert "firewall" in body and "EWS URL" in body
+
+
+def test_it_draws_a_14_day_timeline_of_synced_absences(
+    en_client, integration, synced_user, reasons
+):
+    _booking(synced_user, _today_at(12, days=1), hours=6, forwarding="divert", reason="LUNCH")
+    _booking(synced_user, _today_at(9, days=20))  # beyond 14 days
+    days = timeline(integration, synced_user, {"LUNCH": "Lunch"})
+    assert len(days) == 14
+    [bar] = days[1]["bars"]
+    assert (bar["left"], bar["width"], bar["divert"], bar["reason"]) == (50.0, 25.0, True, "Lunch")
+    assert all(not day["bars"] for i, day in enumerate(days) if i != 1)
+
+    url = reverse("calendarsync:dashboard_timeline", args=[integration.code])
+    body = en_client.get(url, {"user": synced_user.email}, HTTP_HX_REQUEST="true").content.decode()
+    assert body.lstrip().startswith('<div id="timeline-body"')
+    assert "left:50.0%;width:25.0%" in body and "12:00–18:00 Lunch" in body
+    body = en_client.get(url, {"user": "x@demo.se"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "x@demo.se is not a user of this integration." in body
+
+
+def test_a_multi_day_absence_spans_its_days(integration, synced_user):
+    _booking(synced_user, _today_at(12, days=2), hours=36)
+    days = timeline(integration, synced_user, {})
+    assert [len(day["bars"]) for day in days[2:5]] == [1, 1, 0]
+    assert days[3]["bars"][0]["left"] == 0.0
