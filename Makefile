@@ -23,6 +23,9 @@ setup: $(STAMP)
 # Web, Celery worker and beat (and the sandboxes) in one foreground command; Ctrl-C stops all.
 run: setup
 	@trap 'trap - INT TERM EXIT; kill 0 2>/dev/null' INT TERM EXIT; \
+	$(PY) -m sandbox.onex --port 8010 & \
+	$(PY) -m sandbox.wait http://127.0.0.1:8010/_sandbox/health || exit 1; \
+	$(PY) manage.py import_directory || echo "One X directory import failed (see above)"; \
 	$(VENV)/bin/celery -A mss worker -l info --concurrency 2 & \
 	$(VENV)/bin/celery -A mss beat -l info & \
 	$(PY) manage.py runserver 127.0.0.1:8000 --noreload & \
