@@ -149,9 +149,7 @@ def dashboard(request, code):
         failed=Count("id", filter=Q(status=MailboxSubscription.Status.FAILED)),
     )
     error_users = list(
-        integration.users.filter(state=SyncedUser.State.ERROR)
-        .order_by("email")
-        .only("id", "email", "last_error", "last_synced_at")[:ERROR_USERS_SHOWN]
+        integration.users.filter(state=SyncedUser.State.ERROR).order_by("email")[:ERROR_USERS_SHOWN]
     )
     activity = list(integration.activities.order_by("-created_at", "-id")[:ACTIVITY_SHOWN])
 
