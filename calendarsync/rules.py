@@ -18,7 +18,7 @@ Times in a `PlannedAbsence` are UTC; show them in Europe/Stockholm.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from hashlib import blake2b
@@ -95,6 +95,7 @@ class Rule:
     time_from: time | None = None
     time_to: time | None = None
     subject_keywords: tuple[str, ...] = ()
+    _office_hours: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         # Normalise once here so matching stays a set lookup.
@@ -104,6 +105,10 @@ class Rule:
             self, "subject_keywords", tuple(k.casefold() for k in self.subject_keywords if k)
         )
         object.__setattr__(self, "weekdays", frozenset(self.weekdays))
+        has_hours = bool(self.weekdays) or self.time_from is not None or self.time_to is not None
+        object.__setattr__(
+            self, "_office_hours", _day_ranges(self.time_from, self.time_to) if has_hours else None
+        )
 
     def matches(
         self, item: CalendarItem, start: datetime, end: datetime, subject: str | None
@@ -121,12 +126,12 @@ class Rule:
             subject = (subject or "").casefold()
             if not subject or not any(word in subject for word in self.subject_keywords):
                 return False
-        if self.weekdays or self.time_from is not None or self.time_to is not None:
+        if self._office_hours is not None:
             return self._overlaps_office_hours(start, end)
         return True
 
     def _overlaps_office_hours(self, start: datetime, end: datetime) -> bool:
-        ranges = _day_ranges(self.time_from, self.time_to)
+        ranges = self._office_hours
         day = start.astimezone(STOCKHOLM).date()
         last = min(
             (end - timedelta(microseconds=1)).astimezone(STOCKHOLM).date(),
@@ -141,14 +146,14 @@ class Rule:
         return False
 
 
-def _day_ranges(time_from: time | None, time_to: time | None) -> list[tuple[object, object]]:
+def _day_ranges(time_from: time | None, time_to: time | None) -> tuple[tuple[object, object], ...]:
     """Office hours within one local day as (from, to) pairs; None as `to` means midnight next."""
     lo = time_from or time.min
     if time_to is None or time_to == time.min:
-        return [(lo, None)]
+        return ((lo, None),)
     if time_to > lo:
-        return [(lo, time_to)]
-    return [(time.min, time_to), (lo, None)]  # overnight, e.g. 18:00–07:00
+        return ((lo, time_to),)
+    return ((time.min, time_to), (lo, None))  # overnight, e.g. 18:00–07:00
 
 
 def _local(day: date, at: time | None) -> datetime:
