@@ -262,6 +262,11 @@ class Command(BaseCommand):
         admin = get_user_model().objects.create_user("bench-admin@bench.se", password=None)
         Membership.objects.create(user=admin, company=company)
         integration, synced = build_bench_data(company, users=users)
+        if connection.vendor == "postgresql":
+            # Fresh bulk rows have no planner statistics yet; production's autovacuum has them.
+            with connection.cursor() as cursor:
+                for model in (Subscription, SyncedUser, Booking, MailboxSubscription, Activity):
+                    cursor.execute(f"ANALYZE {model._meta.db_table}")
         self.stdout.write(
             f"{users} users, {Booking.objects.filter(synced_user__integration=integration).count()}"
             f" bookings built in {time.perf_counter() - started:.1f} s "
