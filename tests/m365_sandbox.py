@@ -5,11 +5,15 @@ MS_* settings at it (trusting its CA through MS_CA_BUNDLE, never by turning veri
 and hands back a handle that speaks to the sandbox-only /_sandbox controls over HTTP.
 """
 
+import os
+import tempfile
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+import trustme
 
 from sandbox.m365 import demo
 from sandbox.m365.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, M365Server
@@ -132,9 +136,14 @@ def wait_for(predicate, timeout=20.0, interval=0.1, message="condition"):
     raise AssertionError(f"timed out waiting for {message}")
 
 
+@pytest.fixture(scope="session")
+def m365_ca():
+    return trustme.CA(organization_name="MSS M365 sandbox test CA")
+
+
 @pytest.fixture
-def m365(tmp_path, settings):
-    server = M365Server(port=0, ca_file=tmp_path / "m365-ca.pem").start()
+def m365(tmp_path, settings, m365_ca):
+    server = M365Server(port=0, ca_file=tmp_path / "m365-ca.pem", ca=m365_ca).start()
     settings.MS_LOGIN_URL = server.base_url
     settings.MS_GRAPH_URL = server.base_url + "/v1.0"
     settings.MS_CA_BUNDLE = str(server.ca_file)
@@ -155,3 +164,18 @@ def eager_celery():
     app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
     yield app
     app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(request, django_db_modify_db_settings_parallel_suffix):
+    """End-to-end tests share the test database with a Celery worker process: on SQLite that
+    needs a file (an in-memory database lives inside one process). Only when such a test runs."""
+    from django.conf import settings as django_settings
+
+    if not any(item.get_closest_marker("e2e") for item in request.session.items):
+        return
+    db = django_settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        test = db.setdefault("TEST", {})
+        if not test.get("NAME") or "memory" in str(test.get("NAME")):
+            test["NAME"] = str(Path(tempfile.gettempdir()) / f"mss-test-{os.getpid()}.sqlite3")

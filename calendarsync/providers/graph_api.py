@@ -125,6 +125,10 @@ def acquire_token(tenant_id: str, *, fresh=False) -> str:
         raise ProviderError(f"sign-in service unreachable: {type(exc).__name__}") from exc
     if "access_token" in result:
         return result["access_token"]
+    # msal remembers failed token responses for a while; forget the app so that a consent
+    # given again works at the next attempt instead of being answered from that memory.
+    with _apps_lock:
+        _apps.pop(_app_key(tenant_id), None)
     raise classify_token_error(result)
 
 

@@ -1243,6 +1243,7 @@ class M365Server:
         client_id=DEFAULT_CLIENT_ID,
         client_secret=DEFAULT_CLIENT_SECRET,
         with_demo=True,
+        ca=None,
     ):
         self.sandbox = Sandbox(
             client_id=client_id,
@@ -1253,7 +1254,8 @@ class M365Server:
         handler = type("BoundHandler", (Handler,), {"sandbox": self.sandbox})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
-        self.ca = trustme.CA(organization_name="MSS M365 sandbox test CA")
+        # Tests may share one CA (making keys is the slow part of starting).
+        self.ca = ca or trustme.CA(organization_name="MSS M365 sandbox test CA")
         cert = self.ca.issue_cert("127.0.0.1", "localhost", "::1")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
