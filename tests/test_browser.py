@@ -1,0 +1,220 @@
+"""A newcomer's first hour, in Debian's chromium: log in, connect Exchange Online through the
+Microsoft 365 sandbox's consent page, add users, change a rule and watch the preview change,
+open the dashboard, and see the One X sandbox's directory change. Every page is photographed
+into test-artifacts/browser/."""
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from calendarsync.models import Integration, SyncedUser
+from onex.directory import import_company
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ANNA = "anna.andersson@demo.se"
+BJORN = "bjorn.berg@demo.se"
+PASSWORD = "pw-for-tests-1"  # tests/conftest.py's admin_user
+
+
+@pytest.fixture
+def browser_page(tmp_path, monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+    # still plain synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a fresh user-data dir every run
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=CHROMIUM_ARGS,
+            locale="sv-SE",
+            viewport={"width": 1280, "height": 900},
+            # The M365 sandbox's consent page is served with its own test CA; the product
+            # trusts that CA through MS_CA_BUNDLE, the browser is simply told to accept it.
+            ignore_https_errors=True,
+        )
+        context.set_default_timeout(20_000)
+        page = context.pages[0] if context.pages else context.new_page()
+        yield page
+        context.close()
+
+
+class Camera:
+    def __init__(self, page):
+        self.page = page
+        self.count = 0
+        self.taken = []
+
+    def __call__(self, name):
+        self.count += 1
+        path = ARTIFACTS / f"{self.count:02}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        self.taken.append(path)
+        return path
+
+
+@pytest.fixture
+def world(live_server, m365, onex_sandbox, eager_celery, settings, company, admin_user):
+    """The product on a live server, Microsoft 365 and One X as their sandboxes, Celery eager.
+
+    Demo AB's One X directory (people and reasons) is imported as `make run` does.
+    """
+    settings.PUBLIC_BASE_URL = live_server.url
+    result = import_company(company)
+    assert not result.error, result.error
+    assert company.subscriptions.filter(email=ANNA).exists()
+    return live_server.url
+
+
+def directory_row(page, onex_url, name):
+    page.goto(f"{onex_url}/?company=demo-ab")
+    return page.locator("tr", has_text=name).first.inner_text()
+
+
+def test_it_takes_a_newcomer_from_login_to_one_x(world, browser_page, m365, onex_sandbox):
+    page, shoot, base = browser_page, Camera(browser_page), world
+
+    # Log in.
+    page.goto(f"{base}/")
+    expect(page.locator("#id_username")).to_be_visible()
+    shoot("login")
+    page.fill("#id_username", "admin@demo.se")
+    page.fill("#id_password", PASSWORD)
+    page.press("#id_password", "Enter")
+
+    # Översikt, empty, with "Lägg till leverantör".
+    expect(page.locator("#add-provider")).to_be_visible()
+    shoot("overview-empty")
+    page.click("#add-provider")
+
+    # Lägg till leverantör → Exchange Online → Microsoft's (sandbox) consent page.
+    expect(page.locator("#choose-graph")).to_be_visible()
+    shoot("add-provider")
+    page.click("#choose-graph")
+    expect(page.locator("#accept")).to_be_visible()
+    assert page.url.startswith(m365.url)
+    shoot("microsoft-consent")
+    page.click("#accept")
+
+    # Back on the new integration's Inställningar: connected.
+    expect(page.locator("#integration-status")).to_have_class(re.compile("badge-connected"))
+    integration = Integration.objects.get(company__onex_id="demo-ab")
+    assert integration.status == Integration.Status.CONNECTED
+    expect(page.locator("#settings-form")).to_be_visible()
+    shoot("settings")
+
+    # One X before anyone is synced: Anna is available.
+    before = directory_row(page, onex_sandbox.url, "Anna Andersson")
+    assert "Tillgänglig" in before
+    shoot("onex-directory-before")
+
+    # Användare: an unknown address is refused with a clear error, then two people are added.
+    page.goto(f"{base}/microsoft-sync/{integration.code}/users/")
+    page.fill("#id_email", "okand@demo.se")
+    page.click("#add-user")
+    expect(page.locator("#id_email_error")).to_contain_text("okand@demo.se")
+    shoot("users-unknown-address")
+    for email in (ANNA, BJORN):
+        page.fill("#id_email", email)
+        page.click("#add-user")
+        expect(page.locator("#user-list")).to_contain_text(email)
+    assert set(integration.users.values_list("email", flat=True)) == {ANNA, BJORN}
+    expect(page.locator("#user-count")).to_contain_text("2")
+    shoot("users")
+
+    # The add synced Anna's calendar (Celery eager): her directory row changed.
+    after = directory_row(page, onex_sandbox.url, "Anna Andersson")
+    assert after != before and "Möte" in after
+    shoot("onex-directory-synced")
+    assert not any(entry["divert"] for entry in onex_sandbox.absences("demo-ab"))
+
+    # Synkregler: the default template is the starting point.
+    page.goto(f"{base}/microsoft-sync/{integration.code}/rules/")
+    expect(page.locator("#default-template")).to_be_visible()
+    shoot("rules-default-template")
+    page.click("#start-from-template")
+    expect(page.locator("#rule-list li")).to_have_count(2)
+
+    # The preview for Anna: her coming bookings and the One X entries they become.
+    page.fill("#preview-user", ANNA)
+    page.click("#show-preview")
+    expect(page.locator("#preview table")).to_be_visible()
+    saved_only = page.locator("#preview").inner_text()
+    shoot("rules-preview")
+
+    # Edit rule 1 (Busy) into a diversion: the preview shows the change beside the saved rules.
+    page.locator("#rule-list li").first.locator("a.button").click()
+    expect(page.locator("#rule-form")).to_be_visible()
+    page.select_option("#id_action", "divert")
+    changed = page.locator('#preview-changed:not([data-changed="0"])')
+    expect(changed).to_be_visible()
+    assert int(changed.get_attribute("data-changed")) > 0
+    assert page.locator("#preview").inner_text() != saved_only
+    expect(page.locator("#preview td.preview-edited .entry.divert").first).to_be_visible()
+    shoot("rules-preview-side-by-side")
+    page.click("#save-rule")
+    expect(page.locator("#rule-form")).to_have_count(0)
+    expect(page.locator("#preview-changed")).to_have_count(0)  # the preview reloaded, saved
+    expect(page.locator("#preview td.preview-saved .entry.divert").first).to_be_visible()
+    shoot("rules-saved")
+
+    # Saving resynced: Anna (who has Hänvisning) is now diverted in One X.
+    diverted = directory_row(page, onex_sandbox.url, "Anna Andersson")
+    assert "Hänvisad" in page.content()
+    assert any(entry["divert"] for entry in onex_sandbox.absences("demo-ab"))
+    assert diverted != after
+    shoot("onex-directory-diverted")
+
+    # Instrumentpanel: counts, and Anna's 14-day timeline.
+    page.goto(f"{base}/microsoft-sync/{integration.code}/dashboard/")
+    expect(page.locator("#count-users")).to_have_text("2")
+    assert int(page.locator("#count-upcoming").inner_text()) > 0
+    page.fill("#timeline-user", ANNA)
+    page.click("#show-timeline")
+    expect(page.locator("ol.timeline .bar").first).to_be_visible()
+    shoot("dashboard")
+
+    # Remove Björn, after a confirmation: his One X entries go with him.
+    bjorn = SyncedUser.objects.get(email=BJORN)
+    page.goto(f"{base}/microsoft-sync/{integration.code}/users/{bjorn.pk}/remove/")
+    expect(page.locator("#confirm-remove")).to_be_focused()
+    shoot("user-remove-confirm")
+    page.click("#confirm-remove")
+    expect(page.locator("#user-count")).to_contain_text("1")
+    assert not SyncedUser.objects.filter(email=BJORN).exists()
+    assert all(e["subscriptionId"] != "sub-bjorn" for e in onex_sandbox.absences("demo-ab"))
+
+    # The other pages, photographed too: CSV import, Exchange On Prem, overview with the
+    # integration, and a phone-sized screen.
+    page.goto(f"{base}/microsoft-sync/{integration.code}/users/import/")
+    shoot("users-import")
+    page.goto(f"{base}/microsoft-sync/add/on-prem/")
+    expect(page.locator("#firewall")).to_be_visible()
+    shoot("exchange-on-prem")
+    page.goto(f"{base}/microsoft-sync/")
+    expect(page.locator("#integrations")).to_contain_text("1")
+    shoot("overview")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    for tab in ("rules", "users", "dashboard"):
+        page.goto(f"{base}/microsoft-sync/{integration.code}/{tab}/")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{tab} scrolls sideways on a phone ({width}px)"
+        shoot(f"phone-{tab}")
+
+    # Keyboard: the first Tab reaches the skip link.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+    assert len(shoot.taken) >= 20
