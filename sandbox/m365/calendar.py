@@ -143,7 +143,7 @@ def occurrence_dates(master: dict, until: date) -> list[date]:
     return dates
 
 
-def expand(master: dict, window_end: datetime) -> list[dict]:
+def expand(master: dict, window_end: datetime, window_start: datetime | None = None) -> list[dict]:
     """The instances (occurrences and exceptions) of a series master."""
     start = parse_graph_datetime(master["start"])
     end = parse_graph_datetime(master["end"])
@@ -151,13 +151,16 @@ def expand(master: dict, window_end: datetime) -> list[dict]:
     start_local = start.astimezone(local_zone)
     duration = end - start
     instances = []
+    first_day = (window_start - timedelta(days=2)).date() if window_start else None
     for day in occurrence_dates(master, (window_end + timedelta(days=2)).date()):
+        if first_day and day < first_day:
+            continue  # far before the window: not worth building
         key = day.isoformat()
         override = master.get("exceptions", {}).get(key)
         if override and override.get("deleted"):
             continue
-        instance = copy.deepcopy({k: v for k, v in master.items() if k not in ("exceptions",)})
-        instance.pop("recurrence", None)
+        # Shallow: render() copies what it sends, and nothing here mutates nested values.
+        instance = {k: v for k, v in master.items() if k not in ("exceptions", "recurrence")}
         instance["id"] = f"{master['id']}-{day:%Y%m%d}"
         instance["seriesMasterId"] = master["id"]
         instance["type"] = "occurrence"
@@ -183,13 +186,13 @@ def calendar_view(events: list[dict], start: datetime, end: datetime) -> list[di
     """Singles, occurrences and exceptions overlapping [start, end), sorted by start."""
     found = []
     for event in events:
-        candidates = expand(event, end) if event.get("recurrence") else [event]
+        candidates = expand(event, end, start) if event.get("recurrence") else [event]
         for candidate in candidates:
             first, last = _span_utc(candidate)
             if first < end and last > start:
-                found.append(candidate)
-    found.sort(key=lambda item: (_span_utc(item)[0], item["id"]))
-    return found
+                found.append((first, candidate["id"], candidate))
+    found.sort(key=lambda entry: entry[:2])
+    return [candidate for _first, _id, candidate in found]
 
 
 def render(event: dict, fields: set[str], tz_name: str, expand_property: str | None) -> dict:

@@ -104,6 +104,7 @@ class Sandbox:
         self.tenants: dict[str, dict] = {}
         self.subscriptions: dict[str, dict] = {}
         self.tokens: dict[str, dict] = {}
+        self._user_index: dict[str, tuple[dict, dict]] = {}
         self.knobs: dict = {}
         self.reset_knobs()
         self.log: list[dict] = []
@@ -194,11 +195,18 @@ class Sandbox:
         return user
 
     def find_user(self, tenant: dict, key: str) -> dict | None:
+        """A user by id, mail or UPN (case-insensitive), through an index kept per tenant."""
         key = key.lower()
-        for user in tenant["users"].values():
-            if key in (user["id"], user["mail"].lower(), user["userPrincipalName"].lower()):
-                return user
-        return None
+        index = self._user_index.get(tenant["id"])
+        if index is None or len(index[0]) != len(tenant["users"]):
+            users = dict(tenant["users"])
+            lookup = {}
+            for user in users.values():
+                for name in (user["id"], user["mail"], user["userPrincipalName"]):
+                    lookup[name.lower()] = user
+            index = (users, lookup)
+            self._user_index[tenant["id"]] = index
+        return index[1].get(key)
 
     def tenant_of_user(self, key: str) -> tuple[dict, dict] | tuple[None, None]:
         for tenant in self.tenants.values():
