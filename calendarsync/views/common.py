@@ -1,15 +1,11 @@
 """What every Microsoft Sync page shares: the scoped integration, partial-or-page, resync."""
 
-import logging
-
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 
 from ..access import get_company_object_or_404
 from ..models import Integration
-
-log = logging.getLogger(__name__)
 
 TABS = [
     ("settings", "calendarsync:integration"),
@@ -61,18 +57,13 @@ def tab_url(integration, name: str) -> str:
 def resync(integration) -> int:
     """Ask the sync core to resync every user of the integration; returns how many were asked.
 
-    Settings and rule changes call this. The sync core (calendarsync.sync) debounces, so a
-    burst of saves still costs one run per mailbox.
+    Settings and rule changes call this. The sync core debounces (`request_sync` enqueues a
+    run only when none is pending), so a burst of saves still costs one run per mailbox.
     """
-    try:
-        from .. import sync
-    except ImportError:  # the sync core is not installed yet
-        log.warning("calendarsync.sync missing: integration %s not resynced", integration.pk)
-        return 0
-    if hasattr(sync, "request_integration_sync"):
-        return sync.request_integration_sync(integration) or 0
+    from .. import sync  # imported late: the sync core imports providers and One X
+
     count = 0
-    for synced_user in integration.users.all().iterator(chunk_size=2000):
+    for synced_user in integration.users.only("pk").iterator(chunk_size=2000):
         sync.request_sync(synced_user)
         count += 1
     return count

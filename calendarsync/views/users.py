@@ -2,7 +2,6 @@
 
 import csv
 import io
-import logging
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -28,20 +27,15 @@ from ..forms import (
 from ..models import SyncedUser
 from .common import get_integration, hx_location, render_tab, tab_url
 
-log = logging.getLogger(__name__)
-
 PAGE_SIZE = 50
 EXPORT_CHUNK = 2000
 CHUNK = 500  # emails per IN (...) lookup, well under SQLite's variable limit
 
 
 def request_sync(synced_user):
-    try:
-        from ..sync import request_sync as core_request_sync
-    except ImportError:
-        log.warning("calendarsync.sync missing: user %s not queued", synced_user.pk)
-        return
-    core_request_sync(synced_user)
+    from .. import sync  # imported late: the sync core imports providers and One X
+
+    sync.request_sync(synced_user)
 
 
 def remove(synced_user) -> str | None:
@@ -49,12 +43,8 @@ def remove(synced_user) -> str | None:
 
     Returns why it could not be done now, or None when the user is gone.
     """
-    try:
-        from .. import sync
-    except ImportError:
-        log.warning("calendarsync.sync missing: deleting user %s locally only", synced_user.pk)
-        synced_user.delete()
-        return None
+    from .. import sync
+
     try:
         sync.remove_synced_user(synced_user)
     except sync.SyncBusy:
