@@ -54,14 +54,18 @@ def remove_synced_user(self, synced_user_id):
 # ----- Exchange Online change notifications (calendarsync.notifications)
 
 
-@shared_task
-def ensure_graph_subscription(synced_user_id):
+@shared_task(bind=True, max_retries=4)
+def ensure_graph_subscription(self, synced_user_id):
     from .models import SyncedUser
     from .notifications import ensure_subscription
 
     user = SyncedUser.objects.select_related("integration").filter(pk=synced_user_id).first()
-    if user is not None:
-        ensure_subscription(user)
+    if user is None or ensure_subscription(user) is not None or not user.integration.syncing:
+        return
+    # Not subscribed yet (e.g. our webhook was not reachable for Graph's validation): try a
+    # few more times; the renewal beat keeps trying after that.
+    if not self.request.is_eager and self.request.retries < self.max_retries:
+        raise self.retry(countdown=30 * 2**self.request.retries)
 
 
 @shared_task

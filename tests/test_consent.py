@@ -206,3 +206,21 @@ def test_every_error_message_is_actionable():
         message = consent_error_message(error, description)
         assert len(message) > 30
     assert "AADSTS99999" in consent_error_message("strange_new_error", "AADSTS99999: new")
+
+
+def test_the_demo_command_connects_demo_ab_to_the_sandbox_tenant_idempotently(
+    m365, company, subscription, django_capture_on_commit_callbacks
+):
+    from django.core.management import call_command
+
+    subscription.email = ANNA
+    subscription.save()
+    with django_capture_on_commit_callbacks() as callbacks:
+        call_command("demo_connect_graph", "--wait", "5")
+        call_command("demo_connect_graph", "--wait", "5")
+    integration = Integration.objects.get(company=company, kind="graph")
+    assert integration.status == Integration.Status.CONNECTED
+    assert integration.tenant_id == DEMO_TENANT
+    assert list(integration.users.values_list("email", flat=True)) == [ANNA]
+    assert Activity.objects.filter(integration=integration, event="consent_granted").count() == 1
+    assert len(callbacks) == 2  # one first sync and one subscription for the one new user

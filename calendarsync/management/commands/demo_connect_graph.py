@@ -1,0 +1,83 @@
+"""Connect Demo AB's Exchange Online integration to the M365 sandbox's demo tenant (idempotent).
+
+`make run` calls it once the sandboxes listen: the integration is confirmed with a real token
+for the tenant (as the consent callback does), Demo AB's One X people become synced users, and
+each gets a first sync; the worker subscribes their mailboxes to change notifications.
+"""
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from calendarsync.models import Activity, Integration, SyncedUser
+from calendarsync.providers.base import ProviderError
+from calendarsync.providers.graph_api import confirm_tenant
+from calendarsync.sync import request_sync
+from onex.models import Company
+
+# The M365 sandbox's Demo AB tenant (sandbox/m365/demo.py); product code never imports it.
+DEMO_TENANT = "6d656d6f-0000-4000-8000-0000000000ab"
+
+
+class Command(BaseCommand):
+    help = "Connect Demo AB's Exchange Online integration to the M365 sandbox (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", default=DEMO_TENANT)
+        parser.add_argument("--company", default="demo-ab", help="the company's One X id")
+        parser.add_argument("--wait", type=float, default=30, help="seconds to wait for sign-in")
+
+    def handle(self, *args, **options):
+        company = Company.objects.filter(onex_id=options["company"]).first()
+        if company is None:
+            raise CommandError("Demo AB does not exist yet: run `manage.py demo_setup` first.")
+        self._confirm(options["tenant"], options["wait"])
+        with transaction.atomic():
+            integration = self._integration(company, options["tenant"])
+            added = self._users(company, integration)
+        self.stdout.write(
+            f"Exchange Online for {company.name} is connected to the sandbox tenant "
+            f"({integration.users.count()} users, {len(added)} new)."
+        )
+
+    def _confirm(self, tenant, wait):
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                confirm_tenant(tenant)
+                return
+            except ProviderError as exc:
+                if exc.permanent or time.monotonic() > deadline:
+                    raise CommandError(f"The M365 sandbox did not issue a token: {exc}") from exc
+                time.sleep(1)
+
+    def _integration(self, company, tenant):
+        graph = company.integrations.filter(kind=Integration.Kind.GRAPH).order_by("id")
+        integration = graph.first() or Integration(
+            company=company, kind=Integration.Kind.GRAPH, name="Exchange Online"
+        )
+        if integration.status != Integration.Status.CONNECTED or integration.tenant_id != tenant:
+            integration.tenant_id = tenant
+            integration.status = Integration.Status.CONNECTED
+            integration.consented_at = timezone.now()
+            integration.last_error = ""
+            integration.save()
+            Activity.record(
+                integration, "consent_granted", "Connected to the Microsoft 365 sandbox tenant."
+            )
+        return integration
+
+    def _users(self, company, integration):
+        added = []
+        for subscription in company.subscriptions.filter(active=True).order_by("email"):
+            user, created = SyncedUser.objects.get_or_create(
+                integration=integration,
+                email=subscription.email,
+                defaults={"subscription": subscription},
+            )
+            if created:
+                added.append(user)
+                request_sync(user)
+        return added
