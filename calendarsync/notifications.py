@@ -11,7 +11,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 from django.urls import reverse
@@ -130,19 +130,25 @@ def create(synced_user: SyncedUser, *, replacing=None) -> MailboxSubscription | 
     except ProviderError as exc:
         _record_failure(synced_user, replacing, exc)
         return None
-    if replacing is not None:
-        replacing.delete()
-    subscription, _created = MailboxSubscription.objects.update_or_create(
-        synced_user=synced_user,
-        defaults={
-            "provider_subscription_id": response["id"],
-            "expires_at": _expiry(response),
-            "client_state": client_state,
-            "status": MailboxSubscription.Status.ACTIVE,
-            "last_error": "",
-        },
-    )
-    return subscription
+    fields = {
+        "provider_subscription_id": response["id"],
+        "expires_at": _expiry(response),
+        "client_state": client_state,
+        "status": MailboxSubscription.Status.ACTIVE,
+        "last_error": "",
+    }
+    try:
+        if replacing is not None:
+            replacing.delete()
+        # Plain UPDATE, else INSERT: no read-then-write transaction (SQLite answers those
+        # with "database is locked" at once when another process is writing).
+        if not MailboxSubscription.objects.filter(synced_user=synced_user).update(**fields):
+            MailboxSubscription.objects.create(synced_user=synced_user, **fields)
+    except DatabaseError:
+        # Graph has a subscription we could not record: remove it rather than leak it.
+        delete_remote(integration.tenant_id, response["id"])
+        raise
+    return MailboxSubscription.objects.get(synced_user=synced_user)
 
 
 def _record_failure(synced_user, subscription, exc: ProviderError) -> None:
