@@ -4,7 +4,7 @@ Every word goes through gettext (English msgids); Swedish comes from the catalog
 """
 
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy, ngettext, pgettext
 
 from .items import ShowAs
 
@@ -43,7 +43,8 @@ def _or(words) -> str:
     words = [str(word) for word in words]
     if len(words) <= 1:
         return "".join(words)
-    return f"{', '.join(words[:-1])} {_('or')} {words[-1]}"
+    or_word = _("or")
+    return f"{', '.join(words[:-1])} {or_word} {words[-1]}"
 
 
 def _clock(value) -> str:
@@ -53,7 +54,8 @@ def _clock(value) -> str:
 def _weekdays(days) -> str:
     days = sorted(set(days))
     if days == [0, 1, 2, 3, 4]:
-        return _("weekdays")
+        # Not the model field's "weekdays" (veckodagar): Monday to Friday (vardagar).
+        return pgettext("Monday to Friday", "weekdays")
     if days == [5, 6]:
         return _("weekends")
     if days == list(range(7)):
