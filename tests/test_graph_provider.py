@@ -184,3 +184,14 @@ def test_it_reuses_the_tenants_token(m365):
     provider().fetch(ANNA, start, end, include_subject=False)
     tokens = [r for r in m365.requests() if r["path"].endswith("/oauth2/v2.0/token")]
     assert len(tokens) == 1
+
+
+def test_a_consent_given_again_works_at_the_next_read(m365):
+    start, end = window()
+    assert provider().fetch(ANNA, start, end, include_subject=False)
+    m365.revoke()
+    for _ in range(2):
+        with pytest.raises(ConsentRevoked):
+            provider().fetch(ANNA, start, end, include_subject=False)
+    m365.consent()
+    assert provider().fetch(ANNA, start, end, include_subject=False)  # no stale msal memory
