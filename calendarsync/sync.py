@@ -103,7 +103,8 @@ def sync_mailbox(
     SyncedUser (state, last_error, last_synced_at) and, when something happened, in the log."""
     now = now or timezone.now()
     integration = synced_user.integration
-    if not integration.syncing:
+    # A vanished One X subscription keeps the error the directory import recorded.
+    if not integration.syncing or not synced_user.subscription.active:
         return SyncOutcome("inactive")
     if not claim(synced_user, now):
         return SyncOutcome("busy")
@@ -278,6 +279,7 @@ def request_all_syncs() -> int:
     users = SyncedUser.objects.filter(
         integration__active=True,
         integration__status__in=[Integration.Status.CONNECTED, Integration.Status.ERROR],
+        subscription__active=True,
     ).only("pk")
     requested = 0
     for index, synced_user in enumerate(users.iterator()):

@@ -231,11 +231,16 @@ def test_it_pauses_the_integration_when_consent_is_revoked(synced_user, calendar
     assert run(synced_user, calendar, onex).status == "inactive"
 
 
-def test_it_does_nothing_for_an_inactive_integration(synced_user, calendar, onex):
-    Integration.objects.update(active=False)
+@pytest.mark.parametrize("model", [Integration, Subscription])
+def test_it_does_nothing_for_an_inactive_integration_or_subscription(
+    synced_user, calendar, onex, model
+):
+    model.objects.update(active=False)
     synced_user.refresh_from_db()
     assert run(synced_user, calendar, onex).status == "inactive"
     assert calendar.fetches == []
+    synced_user.refresh_from_db()
+    assert synced_user.state == "pending"
 
 
 def test_it_sends_the_subject_only_when_meetings_are_not_private(synced_user, calendar, onex):
