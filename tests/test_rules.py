@@ -285,6 +285,18 @@ def test_it_keeps_times_exact_across_the_spring_dst_change():
     assert absence.end.isoformat() == "2026-03-29T22:00:00+00:00"
 
 
+def test_it_keeps_times_exact_across_the_autumn_dst_change():
+    # Sunday 25 October 2026 has 25 hours; an office-hours rule still sees local 07–18.
+    now = at(24, 12, month=10)
+    rule = Rule(id=1, action=Action.DIVERT, reason_code="MOTE", weekdays={6}, time_from=time(7))
+    all_day = item("d", at(25, 0, month=10), at(26, 0, month=10), all_day=True)
+    early = item("e", at(25, 6, month=10), show_as=ShowAs.TENTATIVE)  # 06:00 CET, not 07:00
+    absences = plan([all_day, early], plan_settings(rules=(rule,)), now).absences
+    assert [a.provider_item_id for a in absences] == ["d"]
+    assert absences[0].end - absences[0].start == timedelta(hours=25)
+    assert absences[0].start.isoformat() == "2026-10-24T22:00:00+00:00"
+
+
 def test_it_gives_each_booking_a_stable_short_external_id():
     first = plan([item("AAMkAGI2T==/+x")], plan_settings(), NOW).absences[0]
     second = plan([item("AAMkAGI2T==/+x", start=at(3, 9))], plan_settings(), NOW).absences[0]
