@@ -129,3 +129,20 @@ def test_a_multi_day_absence_spans_its_days(integration, synced_user):
     days = timeline(integration, synced_user, {})
     assert [len(day["bars"]) for day in days[2:5]] == [1, 1, 0]
     assert days[3]["bars"][0]["left"] == 0.0
+
+
+def test_it_shows_when_the_periodic_sync_runs_next(en_client, integration):
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    url = reverse("calendarsync:dashboard", args=[integration.code])
+    assert "on the next change in Outlook" in en_client.get(url).content.decode()
+    every = IntervalSchedule.objects.create(every=15, period=IntervalSchedule.MINUTES)
+    PeriodicTask.objects.create(
+        name="Reconcile", task="calendarsync.tasks.reconcile_all_mailboxes", interval=every
+    )
+    response = en_client.get(url)
+    next_sync = response.context["next_sync"]
+    assert timezone.now() < next_sync <= timezone.now() + timedelta(minutes=15)
+    integration.active = False
+    integration.save()
+    assert "paused" in en_client.get(url).content.decode()

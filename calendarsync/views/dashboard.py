@@ -19,6 +19,7 @@ TIMELINE_DAYS = 14
 EXPIRING_WITHIN = timedelta(hours=24)
 ERROR_USERS_SHOWN = 10
 ACTIVITY_SHOWN = 10
+PERIODIC_SYNC_TASK = "calendarsync.tasks.reconcile_all_mailboxes"  # mss/schedules.py
 
 
 def _next_periodic_sync():
@@ -26,8 +27,7 @@ def _next_periodic_sync():
     from django_celery_beat.models import PeriodicTask
 
     task = (
-        PeriodicTask.objects.filter(enabled=True, task__startswith="calendarsync.tasks.")
-        .filter(Q(task__contains="sync") | Q(task__contains="reconcile"))
+        PeriodicTask.objects.filter(enabled=True, task=PERIODIC_SYNC_TASK)
         .select_related("interval", "crontab")
         .order_by("id")
         .first()
