@@ -19,7 +19,7 @@ PREVIEW_SUBSCRIPTION_ID = "preview"
 
 def return_gap() -> timedelta:
     """Gaps up to this long still chain return times (setting MSS_RETURN_GAP_MINUTES, 0)."""
-    return timedelta(minutes=getattr(django_settings, "MSS_RETURN_GAP_MINUTES", 0))
+    return timedelta(minutes=django_settings.MSS_RETURN_GAP_MINUTES)
 
 
 def rule_from_model(row, index: int = 0) -> rules.Rule:

@@ -148,6 +148,9 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
+# Back-to-back absences share one return time; gaps up to this many minutes still chain.
+MSS_RETURN_GAP_MINUTES = env.int("MSS_RETURN_GAP_MINUTES", default=0)
+
 # Where the outside world lives. The defaults are the sandboxes on loopback.
 ONEX_API_URL = env.str("ONEX_API_URL", default="http://127.0.0.1:8010")
 ONEX_CLIENT_ID = env.str("ONEX_CLIENT_ID", default="mss-demo")
