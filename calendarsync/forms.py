@@ -88,7 +88,8 @@ class EwsIntegrationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["name"].initial = _("Exchange On Prem")
+        if "name" in self.fields:
+            self.fields["name"].initial = _("Exchange On Prem")
         self.fields["ews_username"].required = True
 
     def clean_ews_url(self):
@@ -105,6 +106,23 @@ class EwsIntegrationForm(forms.ModelForm):
         if any(char.isspace() for char in username):
             raise forms.ValidationError(_("The service account name cannot contain spaces."))
         return username
+
+
+class EwsConnectionForm(EwsIntegrationForm):
+    """Changing an On Prem integration's connection: an empty password keeps the stored one."""
+
+    class Meta(EwsIntegrationForm.Meta):
+        fields = ["ews_url", "ews_username", "ews_password"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["ews_password"].required = False
+        self.fields["ews_password"].help_text = _(
+            "Leave empty to keep the stored password. It is stored encrypted and never shown."
+        )
+
+    def clean_ews_password(self):
+        return self.cleaned_data["ews_password"] or self.instance.ews_password
 
 
 def _split_words(value: str) -> list[str]:

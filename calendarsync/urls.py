@@ -10,6 +10,7 @@ urlpatterns = [
     path("add/", views.integration_add, name="integration_add"),
     path("add/on-prem/", views.integration_add_ews, name="integration_add_ews"),
     path("<uuid:code>/", views.integration_settings, name="integration"),
+    path("<uuid:code>/connection/", views.integration_connection, name="integration_connection"),
     path("<uuid:code>/rules/", views.rules, name="rules"),
     path("<uuid:code>/rules/new/", views.rule_new, name="rule_new"),
     path("<uuid:code>/rules/template/", views.rules_from_template, name="rules_from_template"),

@@ -13,6 +13,7 @@ pytest_plugins = ["tests.ui_support"]
 INTEGRATION_VIEWS = [
     ("integration", "get", False, False),
     ("integration", "post", False, False),
+    ("integration_connection", "post", False, False),
     ("rules", "get", False, False),
     ("rule_new", "get", False, False),
     ("rule_new", "post", False, False),
@@ -95,6 +96,7 @@ def test_it_sends_anonymous_users_to_login(
     ("name", "with_user", "with_rule"),
     [
         ("integration", False, False),
+        ("integration_connection", False, False),
         ("rule_new", False, False),
         ("rules_from_template", False, False),
         ("rule_edit", False, True),

@@ -121,3 +121,57 @@ def test_it_shows_how_to_fix_a_pending_consent(en_client, integration):
     ).content.decode()
     assert "Waiting for consent from Microsoft" in body
     assert "Global administrator" in body
+
+
+@pytest.fixture
+def on_prem(company):
+    from calendarsync.models import Integration
+
+    return Integration.objects.create(
+        company=company,
+        kind="ews",
+        name="Lokalt",
+        ews_url="https://mail.demo.se/EWS/Exchange.asmx",
+        ews_username="telenor_mss_user",
+        ews_password="Gammalt-Lösen-1",
+    )
+
+
+def test_it_changes_an_on_prem_connection_keeping_the_password_unless_given(
+    en_client, on_prem, sync_requests
+):
+    page = en_client.get(reverse("calendarsync:integration", args=[on_prem.code])).content.decode()
+    assert 'id="connection-form"' in page and "Gammalt-Lösen-1" not in page
+    url = reverse("calendarsync:integration_connection", args=[on_prem.code])
+    data = {"ews_url": "https://ny.demo.se/EWS/Exchange.asmx", "ews_username": "mss2"}
+    response = en_client.post(url, {**data, "ews_password": ""})
+    assert response.status_code == 302
+    on_prem.refresh_from_db()
+    assert (on_prem.ews_url, on_prem.ews_username) == (data["ews_url"], "mss2")
+    assert on_prem.ews_password == "Gammalt-Lösen-1"
+    en_client.post(url, {**data, "ews_password": "Nytt-Lösen-2"})
+    on_prem.refresh_from_db()
+    assert on_prem.ews_password == "Nytt-Lösen-2"
+
+
+def test_it_validates_an_on_prem_connection_change(en_client, on_prem, sync_requests):
+    url = reverse("calendarsync:integration_connection", args=[on_prem.code])
+    response = en_client.post(
+        url,
+        {"ews_url": "http://x.demo.se/EWS", "ews_username": "u", "ews_password": "Hemligt-3"},
+        HTTP_HX_REQUEST="true",
+    )
+    body = response.content.decode()
+    assert body.lstrip().startswith('<form id="connection-form"')
+    assert "must start with https://" in body and "Hemligt-3" not in body
+    on_prem.refresh_from_db()
+    assert on_prem.ews_url == "https://mail.demo.se/EWS/Exchange.asmx"
+
+
+def test_exchange_online_has_no_connection_form(en_client, integration):
+    page = en_client.get(reverse("calendarsync:integration", args=[integration.code]))
+    assert 'id="connection-form"' not in page.content.decode()
+    url = reverse("calendarsync:integration_connection", args=[integration.code])
+    en_client.post(url, {"ews_url": "https://x.demo.se/EWS", "ews_username": "u"})
+    integration.refresh_from_db()
+    assert integration.ews_url == ""

@@ -11,7 +11,7 @@ from .rules import (
     rules_from_template,
     rules_preview,
 )
-from .settings import integration_settings
+from .settings import integration_connection, integration_settings
 from .users import user_add, user_remove, users, users_export, users_import
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "dashboard_timeline",
     "integration_add",
     "integration_add_ews",
+    "integration_connection",
     "integration_settings",
     "overview",
     "rule_delete",

@@ -6,7 +6,8 @@ from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from ..forms import IntegrationSettingsForm
+from ..forms import EwsConnectionForm, IntegrationSettingsForm
+from ..models import Integration
 from .common import get_integration, hx_location, render_tab, resync, tab_url
 
 
@@ -31,6 +32,36 @@ def integration_settings(request, code):
         "calendarsync/settings.html",
         integration,
         "settings",
-        {"form": form},
+        {"form": form, "connection_form": _connection_form(integration)},
         partial="settings-form",
+    )
+
+
+def _connection_form(integration, data=None):
+    if integration.kind != Integration.Kind.EWS:
+        return None
+    return EwsConnectionForm(data, instance=integration)
+
+
+@login_required
+@require_http_methods(["POST"])
+def integration_connection(request, code):
+    """Exchange On Prem: change the EWS URL, service account or password."""
+    integration = get_integration(request, code)
+    if integration.kind != Integration.Kind.EWS:
+        return redirect("calendarsync:integration", code=integration.code)
+    connection_form = _connection_form(integration, request.POST)
+    if connection_form.is_valid():
+        integration = connection_form.save()
+        resync(integration)
+        messages.success(request, _("The connection is saved."))
+        url = tab_url(integration, "integration")
+        return hx_location(url) if request.htmx else redirect(url)
+    return render_tab(
+        request,
+        "calendarsync/settings.html",
+        integration,
+        "settings",
+        {"form": IntegrationSettingsForm(instance=integration), "connection_form": connection_form},
+        partial="connection-form",
     )
