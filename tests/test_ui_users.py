@@ -204,3 +204,11 @@ def test_it_searches_filters_and_pages(en_client, integration, company):
     assert "10 users" in body and "user075@demo.se" in body and "user080@demo.se" not in body
     errors = en_client.get(url, {"state": "error"}).content.decode()
     assert "12 users" in errors and "user010@demo.se" in errors and "user011@demo.se" not in errors
+
+
+def test_it_finds_users_by_name_too(en_client, integration, people, sync_core):
+    _add(en_client, integration, "bo@demo.se")
+    _add(en_client, integration, "cia@demo.se")
+    url = reverse("calendarsync:users", args=[integration.code])
+    found = en_client.get(url, {"q": "berg"}).context["page"].object_list
+    assert [user.email for user in found] == ["bo@demo.se"]

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
@@ -59,7 +60,9 @@ def _users_context(request, integration, form=None):
     state = request.GET.get("state", "")
     users = integration.users.select_related("subscription").order_by("email")
     if query:
-        users = users.filter(email__icontains=query)
+        users = users.filter(
+            Q(email__icontains=query) | Q(subscription__display_name__icontains=query)
+        )
     if state in SyncedUser.State.values:
         users = users.filter(state=state)
     page = Paginator(users, PAGE_SIZE).get_page(request.GET.get("page"))
