@@ -14,6 +14,7 @@ from onex.models import AbsenceReason
 from .. import rule_text
 from ..forms import SyncRuleForm
 from ..models import SyncRule
+from ..rules import AWAY_REASON, MEETING_REASON
 from . import preview as preview_logic
 from .common import get_integration, render_tab, resync, tab_url
 
@@ -31,11 +32,21 @@ def _rule_or_404(integration, pk):
     )
 
 
-def default_template_lines():
-    """The built-in standardmall, read back like the admin's rules."""
+def default_template_lines(integration):
+    """The built-in standardmall, read back like the admin's rules (with One X's labels)."""
+    labels = {
+        reason.code: reason.label
+        for reason in AbsenceReason.objects.filter(
+            company_id=integration.company_id, code__in=[MEETING_REASON, AWAY_REASON]
+        )
+    }
+    info = SyncRule.Action.INFO.label
+    busy, oof = _("Busy"), _("Out of office")
+    meeting = labels.get(MEETING_REASON) or _("Meeting")
+    away = labels.get(AWAY_REASON) or _("Away")
     return [
-        _("Busy") + " → " + _("Absence info") + ": " + _("Meeting"),
-        _("Out of office") + " → " + _("Absence info") + ": " + _("Away"),
+        f"{busy} → {info}: {meeting}",
+        f"{oof} → {info}: {away}",
         _("Other bookings are not synced."),
     ]
 
@@ -44,7 +55,7 @@ def _editor_context(integration, *, form=None, editing=None):
     rules = _rules(integration)
     return {
         "rules": [(rule, rule_text.describe(rule)) for rule in rules],
-        "default_template": default_template_lines(),
+        "default_template": default_template_lines(integration),
         "form": form,
         "editing": editing,
     }
