@@ -327,6 +327,20 @@ def test_it_retries_a_batch_after_503(onex_sandbox, onex_client):
     assert statuses == [503, 200]
 
 
+def test_it_resends_only_the_operations_of_a_batch_that_failed_transiently(
+    onex_sandbox, onex_client
+):
+    onex_sandbox.knobs(rate_batch_op_5xx=0.3, seed=3)
+    operations = [put(f"b{n}") for n in range(40)] + [put("bad", reason_code="KAFFE")]
+    results = onex_client.apply(COMPANY, operations)
+    assert all(r.ok for r in results[:40])
+    assert (results[40].ok, results[40].code) == (False, "reason_unknown")
+    sizes = [b["ops"] for b in onex_sandbox.requests(path_contains="absences:batch")]
+    assert sizes[0] == 41 and len(sizes) >= 2
+    assert all(later < earlier for earlier, later in zip(sizes, sizes[1:], strict=False))
+    assert len(onex_sandbox.absences(COMPANY)) == 40
+
+
 def test_it_reports_every_operation_failed_when_a_batch_cannot_get_through(
     onex_sandbox, onex_client
 ):

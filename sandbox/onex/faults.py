@@ -17,6 +17,7 @@ class Knobs:
     latency_ms: float = 0.0  # added to every API answer
     rate_429: float = 0.0  # share of API requests answered 429 with Retry-After
     rate_5xx: float = 0.0  # share answered 502/503/504
+    rate_batch_op_5xx: float = 0.0  # share of a batch's operations that fail alone with 503
     retry_after: int = 1  # seconds, sent with 429 (and the rate limit's own 429)
     outage_seconds: float = 0.0  # from the moment it is set, every API request fails
     outage_mode: str = "503"  # "503" answers 503; "drop" closes the connection unanswered
@@ -102,6 +103,10 @@ class Faults:
                 status = self.random.choice((502, 503, 503, 504))
                 return status, {}, "answer"
             return None
+
+    def batch_op_fails(self):
+        with self.lock:
+            return self.random.random() < self.knobs.rate_batch_op_5xx
 
     def _retry_after(self, status):
         return {"Retry-After": str(self.knobs.retry_after)} if status == 429 else {}

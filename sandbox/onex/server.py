@@ -345,6 +345,8 @@ class OneXHandler(BaseHTTPRequestHandler):
     def _batch_one(self, company_id, op):
         store = self.sandbox.store
         try:
+            if self.sandbox.faults.batch_op_fails():
+                raise Problem(503, "service_unavailable", "Injected by the sandbox.")
             if not isinstance(op, dict) or op.get("op") not in ("put", "delete"):
                 raise Problem(422, "validation_error", 'op must be "put" or "delete".')
             for field in ("subscriptionId", "externalId"):
