@@ -6,7 +6,7 @@ import io
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -95,11 +95,16 @@ def user_add(request, code):
     integration = get_integration(request, code)
     form = AddUserForm(request.POST, integration=integration)
     if form.is_valid():
-        synced_user = SyncedUser.objects.create(
-            integration=integration,
-            subscription=form.subscription,
-            email=form.cleaned_data["email"],
-        )
+        try:
+            with transaction.atomic():
+                synced_user = SyncedUser.objects.create(
+                    integration=integration,
+                    subscription=form.subscription,
+                    email=form.cleaned_data["email"],
+                )
+        except IntegrityError:  # a double submit raced this one: it is added already
+            url = tab_url(integration, "users")
+            return hx_location(url) if request.htmx else redirect(url)
         transaction.on_commit(lambda: request_sync(synced_user))
         messages.success(
             request, _("%(email)s is added and will be synced.") % {"email": synced_user.email}
