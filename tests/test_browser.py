@@ -196,6 +196,19 @@ def test_it_takes_a_newcomer_from_login_to_one_x(world, browser_page, m365, onex
     assert not SyncedUser.objects.filter(email=BJORN).exists()
     assert all(e["subscriptionId"] != "sub-bjorn" for e in onex_sandbox.absences("demo-ab"))
 
+    # Reorder and delete rules in place (the delete asks first).
+    page.goto(f"{base}/microsoft-sync/{integration.code}/rules/")
+    rules = page.locator("#rule-list li .rule-text")
+    first_rule = rules.nth(0).inner_text()
+    page.locator("#rule-list li").nth(1).locator(
+        "form", has=page.locator("input[value=up]")
+    ).locator("button").click()
+    expect(rules.nth(1)).to_have_text(first_rule)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#rule-list li").nth(1).locator("button.danger").click()
+    expect(page.locator("#rule-list li")).to_have_count(1)
+    assert integration.rules.count() == 1
+
     # The other pages, photographed too: CSV import, Exchange On Prem, overview with the
     # integration, and a phone-sized screen.
     page.goto(f"{base}/microsoft-sync/{integration.code}/users/import/")
