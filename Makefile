@@ -20,9 +20,13 @@ setup: $(STAMP)
 	$(PY) manage.py install_schedules
 	$(PY) manage.py demo_setup
 
-# Web, Celery worker and beat (and the sandboxes) in one foreground command; Ctrl-C stops all.
+# The sandboxes, web, Celery worker and beat in one foreground command. Ctrl-C stops all:
+# SIGTERM to the group, then SIGKILL for what still runs after 10 s (a worker holding ETA
+# tasks on the file broker can hang in its warm shutdown).
 run: setup
-	@trap 'trap - INT TERM EXIT; kill 0 2>/dev/null' INT TERM EXIT; \
+	@trap 'trap "" INT TERM; trap - EXIT; kill -TERM 0; \
+	       for _ in $$(seq 20); do [ -z "$$(jobs -pr)" ] && exit 0; sleep 0.5; done; \
+	       echo "Stopping what did not stop in 10 s"; kill -KILL $$(jobs -pr) 2>/dev/null' INT TERM EXIT; \
 	$(PY) -m sandbox.onex --port 8010 & \
 	$(PY) -m sandbox.m365 --port 8011 --state $${MSS_VAR_DIR:-var}/sandbox/m365.json & \
 	$(PY) -m sandbox.wait http://127.0.0.1:8010/_sandbox/health https://127.0.0.1:8011/_sandbox/health || exit 1; \
