@@ -8,6 +8,7 @@ Graph's webhook deliveries reach over HTTP.
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -306,3 +307,59 @@ def test_a_revoked_consent_pauses_syncing_without_piling_up_errors_and_consent_r
     outcome = sync_mailbox(SyncedUser.objects.get(pk=anna.pk))
     assert outcome.status == "ok", outcome
     assert len(entries(onex_sandbox)) == 1
+
+
+@pytest.mark.e2e
+def test_a_revoked_consent_pauses_the_worker_and_consenting_again_catches_up(
+    worker, m365, onex_sandbox, graph_integration, tenant, admin_client
+):
+    from django.urls import reverse
+
+    from tests.m365_sandbox import callback_path, follow_consent
+
+    user = SyncedUser.objects.create(
+        integration=graph_integration,
+        subscription=Subscription.objects.get(onex_id="sub-anna"),
+        email=ANNA,
+    )
+    wait_for(
+        lambda: MailboxSubscription.objects.filter(synced_user=user).exists(),
+        60,
+        message="the Graph subscription",
+    )
+    m365.revoke(tenant)  # Graph sends reauthorizationRequired; reauthorizing fails
+    wait_for(
+        lambda: Integration.objects.get(pk=graph_integration.pk).status == "consent_revoked",
+        60,
+        message="consent_revoked",
+    )
+    start = (timezone.now() + timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    m365.create_event(
+        ANNA,
+        tenant,
+        subject="Under pausen",
+        start=graph_time(start),
+        end=graph_time(start + timedelta(hours=1)),
+    )
+    wait_for(
+        lambda: [d for d in m365.deliveries() if d["kind"] == "notification"],
+        30,
+        message="the notification",
+    )
+    time.sleep(8)  # longer than the debounce: a sync would have run by now
+    assert entries(onex_sandbox) == []
+    assert Activity.objects.filter(event="consent_revoked").count() == 1
+    assert not Activity.objects.filter(event="sync_failed").exists()
+
+    m365.knobs(consent={"mode": "accept", "tenant": tenant})
+    location = follow_consent(
+        m365,
+        admin_client.get(
+            reverse("calendarsync:graph_consent_start", args=[graph_integration.code])
+        )["Location"],
+    )
+    path, query = callback_path(location)
+    admin_client.get(path, query)
+    assert Integration.objects.get(pk=graph_integration.pk).status == "connected"
+    caught_up = wait_for(lambda: entries(onex_sandbox), 60, message="the catch-up sync")
+    assert caught_up[0]["start"].startswith(start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M"))
