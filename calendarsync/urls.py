@@ -23,6 +23,7 @@ urlpatterns = [
     path("<uuid:code>/users/import/", views.users_import, name="users_import"),
     path("<uuid:code>/users/export.csv", views.users_export, name="users_export"),
     path("<uuid:code>/users/<int:pk>/remove/", views.user_remove, name="user_remove"),
+    path("<uuid:code>/users/suggest/", views.user_suggestions, name="user_suggestions"),
     path("<uuid:code>/dashboard/", views.dashboard, name="dashboard"),
     path("<uuid:code>/dashboard/timeline/", views.dashboard_timeline, name="dashboard_timeline"),
 ]

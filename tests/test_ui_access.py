@@ -29,6 +29,7 @@ INTEGRATION_VIEWS = [
     ("users_import", "get", False, False),
     ("users_import", "post", False, False),
     ("users_export", "get", False, False),
+    ("user_suggestions", "get", False, False),
     ("user_remove", "get", True, False),
     ("user_remove", "post", True, False),
     ("dashboard", "get", False, False),

@@ -212,3 +212,12 @@ def test_it_finds_users_by_name_too(en_client, integration, people, sync_core):
     url = reverse("calendarsync:users", args=[integration.code])
     found = en_client.get(url, {"q": "berg"}).context["page"].object_list
     assert [user.email for user in found] == ["bo@demo.se"]
+
+
+def test_it_suggests_matching_users_for_a_picker(en_client, integration, people, sync_core):
+    _add(en_client, integration, "bo@demo.se")
+    _add(en_client, integration, "cia@demo.se")
+    url = reverse("calendarsync:user_suggestions", args=[integration.code])
+    body = en_client.get(url, {"user": "ci", "list": "preview-users"}).content.decode()
+    assert body.strip().startswith('<datalist id="preview-users">')
+    assert '<option value="cia@demo.se">' in body and "bo@demo.se" not in body

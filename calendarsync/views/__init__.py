@@ -12,7 +12,7 @@ from .rules import (
     rules_preview,
 )
 from .settings import integration_connection, integration_settings
-from .users import user_add, user_remove, users, users_export, users_import
+from .users import user_add, user_remove, user_suggestions, users, users_export, users_import
 
 __all__ = [
     "dashboard",
@@ -31,6 +31,7 @@ __all__ = [
     "rules_preview",
     "user_add",
     "user_remove",
+    "user_suggestions",
     "users",
     "users_export",
     "users_import",

@@ -9,7 +9,7 @@ from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
@@ -249,3 +249,25 @@ def users_export(request, code):
     filename = f"users-{integration.name or integration.code}.csv".replace('"', "")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+SUGGESTIONS = 20
+
+
+@login_required
+@require_GET
+def user_suggestions(request, code):
+    """<option>s for a user picker's datalist: the integration's users matching what is typed."""
+    integration = get_integration(request, code)
+    query = request.GET.get("q") or request.GET.get("user") or ""
+    users = integration.users.order_by("email")
+    if query.strip():
+        users = users.filter(email__icontains=query.strip())
+    return render(
+        request,
+        "htmx/user_options.html",
+        {
+            "emails": users.values_list("email", flat=True)[:SUGGESTIONS],
+            "list_id": request.GET.get("list", "user-options"),
+        },
+    )

@@ -224,6 +224,13 @@ def pages(integration, synced):
         ("Instrumentpanel", "get", url("dashboard", code), None, {}),
         ("Instrumentpanel + timeline", "get", url("dashboard", code), {"user": someone.email}, {}),
         ("Timeline (HTMX)", "get", url("dashboard_timeline", code), {"user": someone.email}, hx),
+        (
+            "User picker suggestions (HTMX)",
+            "get",
+            url("user_suggestions", code),
+            {"q": "user05"},
+            hx,
+        ),
         ("download: CSV export, 10,000 rows", "get", url("users_export", code), None, {}),
     ]
 
