@@ -295,3 +295,22 @@ def test_the_demo_tenant_holds_a_realistic_fortnight():
     now = datetime.now(UTC)
     view = calendar.calendar_view(list(events), now, now + timedelta(days=14))
     assert len(view) > 50
+
+
+def test_a_restart_keeps_consent_subscriptions_and_events(tmp_path, m365_ca):
+    state = tmp_path / "m365.json"
+    first = M365Server(port=0, ca_file=tmp_path / "ca.pem", state_file=state, ca=m365_ca)
+    first.sandbox.set_consent(DEMO_TENANT, False, code="7000112")
+    tenant = first.sandbox.tenants[DEMO_TENANT]
+    user = first.sandbox.find_user(tenant, ANNA)
+    _, _, event = first.sandbox.create_event(tenant, user, {"subject": "Kvar efter omstart"})
+    first.sandbox.subscriptions["s1"] = {"id": "s1", "tenantId": DEMO_TENANT}
+    first.sandbox.save()
+    first.httpd.server_close()
+
+    again = M365Server(port=0, ca_file=tmp_path / "ca.pem", state_file=state, ca=m365_ca)
+    tenant = again.sandbox.tenants[DEMO_TENANT]
+    assert tenant["consented"] is False and tenant["revoked_code"] == "7000112"
+    assert event["id"] in tenant["events"][user["id"]]
+    assert "s1" in again.sandbox.subscriptions
+    again.httpd.server_close()
