@@ -32,16 +32,11 @@ SESSION_KEY = "graph_consent_states"
 MAX_PENDING_STATES = 5
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
-# Shown next to the consent button and on every failure that may be about roles.
+# Added to every failure that may be about roles (the pages' consent help must say the same).
 ROLE_HELP = gettext_lazy(
     "Microsoft Graph application permissions can only be granted by a Global Administrator or a "
     "Privileged Role Administrator. Application Administrator and Cloud Application "
     "Administrator are not enough for this permission."
-)
-REVOKE_HELP = gettext_lazy(
-    "To revoke the consent: in the Microsoft Entra admin center, open Enterprise applications, "
-    "choose MSS Kalenderkoppling, and under Properties choose Delete (or under Permissions, "
-    "review and revoke the permission). Syncing pauses at once."
 )
 
 # error / AADSTS code → what the admin should do.
