@@ -195,3 +195,10 @@ def test_a_consent_given_again_works_at_the_next_read(m365):
             provider().fetch(ANNA, start, end, include_subject=False)
     m365.consent()
     assert provider().fetch(ANNA, start, end, include_subject=False)  # no stale msal memory
+
+
+def test_an_unknown_mailbox_is_that_users_error(m365):
+    start, end = window()
+    with pytest.raises(MailboxNotFound):
+        provider().fetch("nobody@demo.se", start, end, include_subject=False)
+    assert provider().fetch(ANNA, start, end, include_subject=False)  # nothing else is affected
