@@ -26,7 +26,10 @@ def test_it_lists_integrations_with_status_users_and_add_button(
 def test_it_offers_both_providers(en_client):
     body = en_client.get(reverse("calendarsync:integration_add")).content.decode()
     assert 'value="graph"' in body and 'value="ews"' in body
-    assert "Global administrator" in body and "Cloud application administrator" in body
+    # Only these two roles can grant application permissions to Microsoft Graph.
+    assert "<li>Global Administrator</li>" in body
+    assert "<li>Privileged Role Administrator</li>" in body
+    assert "<li>Cloud Application Administrator</li>" not in body
 
 
 def test_it_creates_a_pending_exchange_online_integration_and_starts_consent(en_client, company):

@@ -120,7 +120,7 @@ def test_it_shows_how_to_fix_a_pending_consent(en_client, integration):
         reverse("calendarsync:integration", args=[integration.code])
     ).content.decode()
     assert "Waiting for consent from Microsoft" in body
-    assert "Global administrator" in body
+    assert "Global Administrator or Privileged Role Administrator" in body
 
 
 @pytest.fixture

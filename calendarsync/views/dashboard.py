@@ -46,8 +46,7 @@ def _fix_hint(integration):
         if integration.kind == integration.Kind.GRAPH:
             return _(
                 "Consent has not come back from Microsoft. An administrator with the role Global "
-                "administrator, Application administrator or Cloud application administrator must "
-                "approve it."
+                "Administrator or Privileged Role Administrator must approve it."
             )
         return _("The Exchange On Prem connection has not been verified yet.")
     if integration.status == status.CONSENT_REVOKED:
