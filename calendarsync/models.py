@@ -89,6 +89,8 @@ class SyncRule(models.Model):
     wins, and bookings no rule matches fall through to the default template.
     """
 
+    company_lookup = "integration__company"
+
     class Action(models.TextChoices):
         SKIP = "skip", _("Do not sync")
         INFO = "info", _("Absence info")
