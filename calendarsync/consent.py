@@ -29,6 +29,8 @@ from .providers.base import ConsentRevoked, ProviderError
 logger = logging.getLogger(__name__)
 
 SESSION_KEY = "graph_consent_states"
+# Microsoft answers with the tenant's GUID; anything else never reaches a token request URL.
+TENANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_PENDING_STATES = 5
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
@@ -164,6 +166,13 @@ def graph_consent_callback(request):
         return _failed(request, integration, message, error or "no_consent")
 
     tenant_id = request.GET.get("tenant", "").strip().lower()
+    if not TENANT_ID.fullmatch(tenant_id):
+        return _failed(
+            request,
+            integration,
+            _("The answer from Microsoft did not name a Microsoft 365 organisation. Try again."),
+            "bad_tenant",
+        )
     if (
         Integration.objects.filter(tenant_id=tenant_id)
         .exclude(company_id=integration.company_id)

@@ -152,6 +152,18 @@ def test_a_forged_tenant_is_not_trusted(admin_client, pending, m365):
     assert "did not confirm" in message_text(response)
 
 
+def test_a_tenant_that_is_not_a_guid_never_reaches_a_token_request(admin_client, pending, m365):
+    state = parse_qs(urlsplit(start(admin_client, pending)).query)["state"][0]
+    response = admin_client.get(
+        reverse("calendarsync:graph_consent_callback"),
+        {"admin_consent": "True", "tenant": "../common/evil", "state": state},
+    )
+    pending.refresh_from_db()
+    assert pending.status == Integration.Status.PENDING_CONSENT and not pending.tenant_id
+    assert "did not name a Microsoft 365 organisation" in message_text(response)
+    assert not [r for r in m365.requests() if "evil" in r["path"]]
+
+
 def test_a_tenant_connected_to_another_company_is_refused(
     admin_client, pending, m365, other_company
 ):
