@@ -9,6 +9,7 @@ notifications costs one run.
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import groupby
 
 from django.db import transaction
 from django.db.models import Q
@@ -20,6 +21,7 @@ from onex.operations import AbsenceWriter, DeleteAbsence
 
 from . import planning, reconcile
 from .models import Activity, Integration, SyncedUser
+from .notifications import mark_consent_revoked
 from .providers import provider_for
 from .providers.base import CalendarProvider, ConsentRevoked, ProviderError
 
@@ -103,40 +105,173 @@ def sync_mailbox(
     SyncedUser (state, last_error, last_synced_at) and, when something happened, in the log."""
     now = now or timezone.now()
     integration = synced_user.integration
-    # A vanished One X subscription keeps the error the directory import recorded.
-    if not integration.syncing or not synced_user.subscription.active:
+    if not _may_sync(synced_user, integration):
         return SyncOutcome("inactive")
     if not claim(synced_user, now):
         return SyncOutcome("busy")
+    return _run_claimed(
+        synced_user,
+        integration,
+        now,
+        lambda: _fetch_and_push(synced_user, integration, provider, writer, now),
+    )
+
+
+def sync_mailboxes(
+    synced_user_ids,
+    *,
+    provider: CalendarProvider | None = None,
+    writer: AbsenceWriter | None = None,
+    now: datetime | None = None,
+) -> dict[int, SyncOutcome]:
+    """sync_mailbox for a chunk of mailboxes (up to CHUNK_SIZE of one integration), reading
+    their calendars with one bulk fetch (one Graph $batch) instead of one read per mailbox.
+
+    Each mailbox keeps its own lock and outcome: a mailbox another run holds is skipped
+    ("busy"), an unknown mailbox is that user's error, and a revoked consent pauses the
+    integration once. Returns each found user's outcome by id (deleted users are left out).
+    """
+    now = now or timezone.now()
+    users = list(
+        SyncedUser.objects.select_related("integration__company", "subscription")
+        .filter(pk__in=list(synced_user_ids))
+        .order_by("integration_id", "pk")
+    )
+    outcomes: dict[int, SyncOutcome] = {}
+    for _integration_id, group in groupby(users, key=lambda user: user.integration_id):
+        group = list(group)
+        integration = group[0].integration
+        for user in group:
+            user.integration = integration  # one object: a consent pause is seen by all
+        outcomes.update(_sync_group(group, integration, provider, writer, now))
+    return outcomes
+
+
+def _sync_group(users, integration, provider, writer, now) -> dict[int, SyncOutcome]:
+    outcomes, claimed = {}, []
+    for user in users:
+        if not _may_sync(user, integration):
+            outcomes[user.pk] = SyncOutcome("inactive")
+        elif not claim(user, now):
+            outcomes[user.pk] = SyncOutcome("busy")
+        else:
+            claimed.append(user)
+    if not claimed:
+        return outcomes
     try:
-        outcome = _run(synced_user, integration, provider, writer, now)
+        fetched = _fetch_many(provider or provider_for(integration), claimed, integration, now)
+    except ConsentRevoked as exc:
+        # The whole integration is paused (one Activity); the users' own states stay as they
+        # are: nothing is wrong with their mailboxes, and a new consent resyncs them all.
+        mark_consent_revoked(integration, exc)
+        for user in claimed:
+            release(user, now)
+            outcomes[user.pk] = SyncOutcome("inactive")
+        return outcomes
+    except ProviderError as exc:  # the bulk request failed as a whole (e.g. throttled)
+        fetched = {user.email: exc for user in claimed}
+    except Exception as exc:  # a bug: record it on every claimed user, free them, surface it
+        logger.exception("Bulk read for integration %s failed", integration.pk)
+        for user in claimed:
+            _record(user, integration, SyncOutcome("failed", error=type(exc).__name__), now)
+            release(user, now)
+        raise
+    for user in claimed:
+        result = fetched.get(user.email, ProviderError("no result", code="no_result"))
+        outcomes[user.pk] = _run_claimed(
+            user,
+            integration,
+            now,
+            lambda user=user, result=result: (
+                _fetch_failed(result)
+                if isinstance(result, ProviderError)
+                else _push(user, integration, result, writer, now)
+            ),
+            reraise=False,  # a bug in one user's run must not stop the others
+        )
+    return outcomes
+
+
+def _may_sync(synced_user: SyncedUser, integration: Integration) -> bool:
+    # A vanished One X subscription keeps the error the directory import recorded.
+    return integration.syncing and synced_user.subscription.active
+
+
+def _run_claimed(synced_user, integration, now, work, *, reraise=True) -> SyncOutcome:
+    """Do `work` for a mailbox this run has claimed: record its outcome, always release the
+    lock. An unexpected exception is recorded as a failure, then raised (or, in a bulk run,
+    returned as a permanent failure so the other mailboxes carry on)."""
+    try:
+        outcome = work()
     except Exception as exc:  # an unexpected bug must not leave the mailbox locked
         logger.exception("Sync of synced user %s failed", synced_user.pk)
-        outcome = SyncOutcome("failed", error=f"{type(exc).__name__}")
-        _record(synced_user, integration, outcome, now)
-        raise
+        crashed = SyncOutcome("failed", permanent=not reraise, error=f"{type(exc).__name__}")
+        _record(synced_user, integration, crashed, now)
+        if reraise:
+            raise
+        return crashed
     finally:
         release(synced_user, now)
     _record(synced_user, integration, outcome, now)
     return outcome
 
 
-def _run(synced_user, integration, provider, writer, now) -> SyncOutcome:
+def _window(integration: Integration, now: datetime) -> tuple[datetime, datetime]:
+    return now, now + timedelta(days=integration.days_ahead)
+
+
+def _fetch_and_push(synced_user, integration, provider, writer, now) -> SyncOutcome:
     provider = provider or provider_for(integration)
-    window_end = now + timedelta(days=integration.days_ahead)
+    start, end = _window(integration, now)
     try:
         items = provider.fetch(
             synced_user.email,
-            now,
-            window_end,
+            start,
+            end,
             include_subject=not integration.all_meetings_private,
         )
     except ConsentRevoked as exc:
-        _consent_revoked(integration, exc)
+        mark_consent_revoked(integration, exc)
         return SyncOutcome("failed", permanent=True, error=_("The organisation revoked consent."))
     except ProviderError as exc:
-        return SyncOutcome("failed", permanent=exc.permanent, error=_provider_message(exc))
+        return _fetch_failed(exc)
+    return _push(synced_user, integration, items, writer, now)
 
+
+def _fetch_many(provider, users, integration, now) -> dict[str, list | ProviderError]:
+    """Read the claimed mailboxes' windows: one bulk call when the provider has one.
+
+    Raises ConsentRevoked when the organisation withdrew the app's access (also when the
+    provider reports it for any single mailbox: it concerns the whole integration).
+    """
+    start, end = _window(integration, now)
+    include_subject = not integration.all_meetings_private
+    mailboxes = [user.email for user in users]
+    if len(mailboxes) > 1 and hasattr(provider, "fetch_many"):
+        results = provider.fetch_many(mailboxes, start, end, include_subject=include_subject)
+    else:
+        results = {}
+        for mailbox in mailboxes:
+            try:
+                results[mailbox] = provider.fetch(
+                    mailbox, start, end, include_subject=include_subject
+                )
+            except ConsentRevoked:
+                raise
+            except ProviderError as exc:
+                results[mailbox] = exc
+    revoked = next((r for r in results.values() if isinstance(r, ConsentRevoked)), None)
+    if revoked is not None:
+        raise revoked
+    return results
+
+
+def _fetch_failed(exc: ProviderError) -> SyncOutcome:
+    return SyncOutcome("failed", permanent=exc.permanent, error=_provider_message(exc))
+
+
+def _push(synced_user, integration, items, writer, now) -> SyncOutcome:
+    """Plan, reconcile and push one mailbox's fetched items."""
     plan = planning.plan_for_synced_user(synced_user, items, now=now)
     operations = reconcile.diff(plan, reconcile.stored_bookings(synced_user))
     if not operations:
@@ -175,20 +310,6 @@ def _provider_message(exc: ProviderError) -> str:
 def _onex_message(exc: Exception) -> str:
     code = getattr(exc, "code", "") or type(exc).__name__
     return _("One X could not be reached (%(code)s).") % {"code": code}
-
-
-def _consent_revoked(integration: Integration, exc: ProviderError) -> None:
-    updated = Integration.objects.filter(pk=integration.pk).exclude(
-        status=Integration.Status.CONSENT_REVOKED
-    )
-    if updated.update(status=Integration.Status.CONSENT_REVOKED, last_error=str(exc)[:500]):
-        Activity.record(
-            integration,
-            "consent_revoked",
-            _("The organisation revoked consent; syncing is paused."),
-            level=Activity.Level.ERROR,
-        )
-    integration.status = Integration.Status.CONSENT_REVOKED
 
 
 def _record(synced_user, integration, outcome: SyncOutcome, now) -> None:
@@ -270,8 +391,52 @@ def remove_synced_user(synced_user: SyncedUser, writer: AbsenceWriter | None = N
     )
 
 
-# Periodic reconcile: spread the runs so thousands of mailboxes do not start in one second.
+# A bulk run reads this many mailboxes with one bulk fetch: Graph's $batch limit.
+CHUNK_SIZE = 20
+# Bulk requests spread their chunks over this many seconds (one chunk a second) so a resync
+# of thousands of mailboxes does not start in one second; the periodic reconcile spreads wider.
+RESYNC_SPREAD_SECONDS = 60
 RECONCILE_SPREAD_SECONDS = 300
+
+
+def request_syncs(
+    users,
+    *,
+    countdown: int = DEBOUNCE_SECONDS,
+    spread_seconds: int = RESYNC_SPREAD_SECONDS,
+) -> int:
+    """request_sync for many mailboxes at once: returns how many runs were newly requested.
+
+    `users` is a SyncedUser queryset (not sliced). One UPDATE stamps every mailbox without a
+    pending run; only those get a run, in tasks of up to CHUNK_SIZE mailboxes of one
+    integration (each task reads its mailboxes with one bulk fetch). The tasks are enqueued
+    after the transaction commits, the first after `countdown` seconds, one more chunk each
+    second up to `spread_seconds`.
+    """
+    now = timezone.now()
+    due = Q(sync_requested_at__isnull=True) | Q(sync_requested_at__lt=now - REQUEST_STALE_AFTER)
+    if not users.filter(due).update(sync_requested_at=now):
+        return 0
+    # The stamp tells which mailboxes this call requested (an UPDATE returns only a count);
+    # a request racing with us either stamped first (and enqueued) or finds ours pending.
+    requested = (
+        users.filter(sync_requested_at=now)
+        .order_by("integration_id", "pk")
+        .values_list("integration_id", "pk")
+    )
+    chunks = []
+    for _integration_id, rows in groupby(requested, key=lambda row: row[0]):
+        ids = [pk for _, pk in rows]
+        chunks += [ids[i : i + CHUNK_SIZE] for i in range(0, len(ids), CHUNK_SIZE)]
+
+    def enqueue():
+        from .tasks import sync_mailboxes as task
+
+        for index, chunk in enumerate(chunks):
+            task.apply_async((chunk,), countdown=countdown + index % max(spread_seconds, 1))
+
+    transaction.on_commit(enqueue)
+    return sum(len(chunk) for chunk in chunks)
 
 
 def request_all_syncs() -> int:
@@ -280,9 +445,5 @@ def request_all_syncs() -> int:
         integration__active=True,
         integration__status__in=[Integration.Status.CONNECTED, Integration.Status.ERROR],
         subscription__active=True,
-    ).only("pk")
-    requested = 0
-    for index, synced_user in enumerate(users.iterator()):
-        countdown = DEBOUNCE_SECONDS + index % RECONCILE_SPREAD_SECONDS
-        requested += request_sync(synced_user, countdown=countdown)
-    return requested
+    )
+    return request_syncs(users, spread_seconds=RECONCILE_SPREAD_SECONDS)

@@ -34,6 +34,23 @@ def sync_mailbox(self, synced_user_id):
     return outcome.status
 
 
+@shared_task(bind=True, max_retries=5)
+def sync_mailboxes(self, synced_user_ids):
+    """A chunk of mailboxes of one integration, read with one bulk fetch (sync.request_syncs)."""
+    outcomes = sync.sync_mailboxes(synced_user_ids)
+    busy = [pk for pk, outcome in outcomes.items() if outcome.status == "busy"]
+    if busy and not self.request.is_eager:
+        self.apply_async((busy,), countdown=BUSY_RETRY_SECONDS)
+    retry = [pk for pk, outcome in outcomes.items() if outcome.retry]
+    if retry and self.request.retries < self.max_retries:
+        # Only the mailboxes that failed for a passing reason go again.
+        raise self.retry(args=(retry,), countdown=min(60 * 2**self.request.retries, 900))
+    counts = {}
+    for outcome in outcomes.values():
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return counts
+
+
 @shared_task
 def reconcile_all_mailboxes():
     return sync.request_all_syncs()

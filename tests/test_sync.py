@@ -308,11 +308,11 @@ def test_it_requests_a_run_for_every_mailbox_of_syncing_integrations(
     SyncedUser.objects.create(integration=paused, subscription=subscription, email=EMAIL)
     enqueued = []
     monkeypatch.setattr(
-        tasks.sync_mailbox, "apply_async", lambda args, countdown: enqueued.append(args)
+        tasks.sync_mailboxes, "apply_async", lambda args, countdown: enqueued.append(args)
     )
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.reconcile_all_mailboxes.apply().get() == 1
-    assert enqueued == [(synced_user.pk,)]
+    assert enqueued == [([synced_user.pk],)]
 
 
 def test_it_removes_a_user_with_their_one_x_entries_bookings_and_email(
