@@ -4,7 +4,7 @@ outcomes, removal and retention."""
 from datetime import time, timedelta
 
 import pytest
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from calendarsync import planning, retention, sync, tasks
 from calendarsync.items import AddinChoice, ItemKind, ShowAs
@@ -214,7 +214,8 @@ def test_it_runs_the_task_with_the_registered_provider_and_writer(
 )
 def test_it_records_a_mailbox_error_on_that_user(synced_user, calendar, onex, error, message):
     calendar.errors[EMAIL] = error
-    outcome = run(synced_user, calendar, onex)
+    with translation.override("en"):  # the message in the language of the msgids
+        outcome = run(synced_user, calendar, onex)
     assert outcome.permanent is error.permanent
     synced_user.refresh_from_db()
     assert synced_user.state == "error" and message in synced_user.last_error

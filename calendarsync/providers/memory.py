@@ -9,7 +9,7 @@ from datetime import datetime
 
 from calendarsync.items import CalendarItem, Sensitivity
 
-from .base import MailboxNotFound, ProviderError
+from .base import ConsentRevoked, MailboxNotFound, ProviderError
 
 
 @dataclass
@@ -17,6 +17,7 @@ class InMemoryCalendar:
     mailboxes: dict[str, list[CalendarItem]] = field(default_factory=dict)
     errors: dict[str, ProviderError] = field(default_factory=dict)  # mailbox → error to raise
     fetches: list[str] = field(default_factory=list)  # mailboxes read, in order
+    bulk_fetches: list[list[str]] = field(default_factory=list)  # one entry per fetch_many
 
     def put(self, mailbox: str, *items: CalendarItem) -> None:
         """Add or replace items (by provider id) in a mailbox."""
@@ -45,10 +46,16 @@ class InMemoryCalendar:
         ]
 
     def fetch_many(self, mailboxes, start, end, *, include_subject):
+        """Like Graph's bulk read: a failing mailbox maps to its error, except a revoked
+        consent, which concerns the whole integration and raises."""
+        mailboxes = list(mailboxes)
+        self.bulk_fetches.append(mailboxes)
         results = {}
         for mailbox in mailboxes:
             try:
                 results[mailbox] = self.fetch(mailbox, start, end, include_subject=include_subject)
+            except ConsentRevoked:
+                raise
             except ProviderError as exc:
                 results[mailbox] = exc
         return results

@@ -57,13 +57,12 @@ def tab_url(integration, name: str) -> str:
 def resync(integration) -> int:
     """Ask the sync core to resync every user of the integration; returns how many were asked.
 
-    Settings and rule changes call this. The sync core debounces (`request_sync` enqueues a
-    run only when none is pending), so a burst of saves still costs one run per mailbox.
+    Settings and rule changes call this. A few queries whatever the number of users: the sync
+    core stamps them with one UPDATE and enqueues runs of 20 mailboxes each, only for users
+    without a pending run, so a burst of saves still costs one run per mailbox.
     """
     from .. import sync  # imported late: the sync core imports providers and One X
 
-    count = 0
-    for synced_user in integration.users.only("pk").iterator(chunk_size=2000):
-        sync.request_sync(synced_user)
-        count += 1
-    return count
+    users = integration.users.all()
+    sync.request_syncs(users)
+    return users.count()
