@@ -1,9 +1,14 @@
-"""One mailbox's sync: fetch → plan → reconcile → push, and removing a synced user.
+"""A mailbox's sync: fetch → plan → reconcile → push, and removing a synced user.
 
 Runs of one mailbox never interleave: a run claims the mailbox with a conditional UPDATE of
 `sync_started_at` (a claim older than LOCK_STALE_AFTER counts as abandoned). Triggers only
 stamp `sync_requested_at` and enqueue a task when none is pending, so a burst of change
 notifications costs one run.
+
+One mailbox (a change notification) runs alone: `request_sync` → `sync_mailbox`. Many mailboxes
+(settings or rules saved, the periodic reconcile, a first sync) run in chunks of up to 20 of
+one integration whose calendars are read with one bulk fetch (one Graph $batch):
+`request_syncs` → `sync_mailboxes`. Each mailbox still has its own lock and outcome.
 """
 
 import logging

@@ -5,7 +5,10 @@ tenant of N mailboxes, each holding a realistic fortnight, injects a fixed laten
 round trip to Graph, and times two ways of reading every mailbox's window:
 
 - bulk: `GraphProvider.fetch_many` (20 mailboxes per $batch, batches in parallel);
-- per mailbox: `GraphProvider.fetch` from a pool of threads (what one sync run per mailbox does).
+- per mailbox: `GraphProvider.fetch` from a pool of threads (what one sync run per mailbox does);
+- product: the sync core itself on the database (inside a transaction that is rolled back),
+  one worker slot: `sync.sync_mailbox` per mailbox (one read each) against `sync.sync_mailboxes`
+  per chunk of 20 (one $batch each, what `request_syncs` enqueues), One X in memory.
 
 Prints mailboxes per second and Graph HTTP requests per mailbox (a $batch counts once; its
 steps are shown separately). The product reaches the sandbox only through settings, as always.
@@ -23,12 +26,16 @@ from pathlib import Path
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.utils import timezone
 
+from calendarsync import sync
+from calendarsync.models import Booking, Integration, SyncedUser
 from calendarsync.providers.base import ProviderError
 from calendarsync.providers.graph_api import GraphClient, GraphProvider
 from calendarsync.reconcile import diff, settle
 from calendarsync.rules import PlanSettings, plan
+from onex.models import Company, Subscription
 from onex.operations import InMemoryAbsences
 
 BENCH_TENANT = "be9c0000-0000-4000-8000-00000000be9c"
@@ -44,6 +51,12 @@ class Command(BaseCommand):
         parser.add_argument("--parallel-batches", type=int, default=8)
         parser.add_argument("--threads", type=int, default=16, help="per-mailbox mode's pool")
         parser.add_argument("--port", type=int, default=0, help="0 = a free port")
+        parser.add_argument(
+            "--product-mailboxes",
+            type=int,
+            default=400,
+            help="mailboxes for the product mode (sync core on the database); 0 = skip it",
+        )
 
     def handle(self, *args, **options):
         with tempfile.TemporaryDirectory() as tmp:
@@ -184,6 +197,82 @@ class Command(BaseCommand):
             throttled,
         )
 
+        if options["product_mailboxes"]:
+            self._product(mailboxes[: options["product_mailboxes"]], log_counts)
+
+    def _product(self, mailboxes, log_counts):
+        """The sync core on the database, one worker slot: one run per mailbox against one run
+        per chunk of 20. Everything it stores is rolled back."""
+
+        class Rollback(Exception):
+            pass
+
+        try:
+            with transaction.atomic():
+                ids = self._product_users(mailboxes)
+                for label, run in (
+                    ("per mailbox (sync_mailbox, one read each)", self._one_by_one),
+                    ("chunks of 20 (sync_mailboxes, one $batch each)", self._in_chunks),
+                ):
+                    SyncedUser.objects.filter(pk__in=ids).update(state="pending")
+                    started = time.perf_counter()
+                    outcomes = run(ids)
+                    seconds = time.perf_counter() - started
+                    top, steps, tokens, throttled = log_counts()
+                    self._report(
+                        f"product, {label}",
+                        len(ids),
+                        seconds,
+                        sum(o.written for o in outcomes),
+                        sum(o.status != "ok" for o in outcomes),
+                        top,
+                        steps,
+                        tokens,
+                        throttled,
+                        what="absences written",
+                    )
+                    # The next mode starts from scratch: no bookings stored.
+                    Booking.objects.filter(synced_user_id__in=ids).delete()
+                raise Rollback
+        except Rollback:
+            pass
+
+    @staticmethod
+    def _product_users(mailboxes) -> list[int]:
+        company = Company.objects.create(
+            name="Bench AB", org_number="bench-graph", onex_id="bench-graph"
+        )
+        integration = Integration.objects.create(
+            company=company,
+            kind=Integration.Kind.GRAPH,
+            name="Bench",
+            status=Integration.Status.CONNECTED,
+            tenant_id=BENCH_TENANT,
+        )
+        subscriptions = Subscription.objects.bulk_create(
+            Subscription(company=company, onex_id=f"bench-{n}", email=mailbox)
+            for n, mailbox in enumerate(mailboxes)
+        )
+        SyncedUser.objects.bulk_create(
+            SyncedUser(integration=integration, subscription=s, email=s.email)
+            for s in subscriptions
+        )
+        return list(integration.users.order_by("pk").values_list("pk", flat=True))
+
+    @staticmethod
+    def _one_by_one(ids):
+        onex = InMemoryAbsences()
+        users = SyncedUser.objects.select_related("integration__company", "subscription")
+        return [sync.sync_mailbox(user, writer=onex) for user in users.filter(pk__in=ids)]
+
+    @staticmethod
+    def _in_chunks(ids):
+        onex = InMemoryAbsences()
+        outcomes = []
+        for i in range(0, len(ids), sync.CHUNK_SIZE):
+            outcomes += sync.sync_mailboxes(ids[i : i + sync.CHUNK_SIZE], writer=onex).values()
+        return outcomes
+
     @staticmethod
     def _plan_and_push(results, now) -> tuple[float, int]:
         """The rest of a first sync, as the sync core does it (default template rules)."""
@@ -199,10 +288,12 @@ class Command(BaseCommand):
             operations += len(pending)
         return time.perf_counter() - started, operations
 
-    def _report(self, label, count, seconds, items, failed, top, steps, tokens, throttled):
+    def _report(
+        self, label, count, seconds, items, failed, top, steps, tokens, throttled, what="bookings"
+    ):
         self.stdout.write(
             f"{label}: {count} mailboxes in {seconds:.2f} s = {count / seconds:.0f} mailboxes/s; "
-            f"{items} bookings; {failed} failed; Graph HTTP requests per mailbox "
+            f"{items} {what}; {failed} failed; Graph HTTP requests per mailbox "
             f"{top / count:.3f} (+ {steps / count:.2f} $batch steps, {tokens} token requests, "
             f"{throttled} answered 429)"
         )
