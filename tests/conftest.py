@@ -5,7 +5,7 @@ from django.db import connection
 from calendarsync.models import Integration
 from onex.models import Company, Membership, Subscription
 
-pytest_plugins = ["tests.onex_sandbox", "tests.m365_sandbox"]
+pytest_plugins = ["tests.onex_sandbox", "tests.m365_sandbox", "tests.ui_support"]
 
 
 def pytest_report_header(config):

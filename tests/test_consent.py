@@ -35,6 +35,19 @@ def message_text(response) -> str:
     return " ".join(str(m) for m in get_messages(response.wsgi_request))
 
 
+@pytest.fixture(autouse=True)
+def english(client):
+    """Most assertions read the English msgids; one test below checks the Swedish page."""
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+
+
+def test_it_explains_a_declined_consent_in_swedish_by_default(admin_client, pending, m365):
+    del admin_client.defaults["HTTP_ACCEPT_LANGUAGE"]
+    m365.knobs(consent={"mode": "decline"})
+    text = message_text(come_back(admin_client, m365, pending))
+    assert "Godkännandet avböjdes i Microsoft 365" in text
+
+
 def test_it_sends_the_admin_to_microsofts_admin_consent_url(admin_client, pending, m365, settings):
     location = start(admin_client, pending)
     split = urlsplit(location)

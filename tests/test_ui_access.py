@@ -7,8 +7,6 @@ from django.urls import reverse
 
 from calendarsync.models import SyncRule
 
-pytest_plugins = ["tests.ui_support"]
-
 # (url name, method, needs a user pk, needs a rule pk)
 INTEGRATION_VIEWS = [
     ("integration", "get", False, False),

@@ -11,9 +11,6 @@ from calendarsync.models import Activity, Booking, MailboxSubscription, SyncedUs
 from calendarsync.views.dashboard import timeline
 from onex.models import Subscription
 
-pytest_plugins = ["tests.ui_support"]
-
-
 _ids = itertools.count(1)
 
 

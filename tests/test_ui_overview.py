@@ -6,8 +6,6 @@ from django.urls import NoReverseMatch, reverse
 from calendarsync.crypto import decrypt
 from calendarsync.models import Integration, SyncedUser
 
-pytest_plugins = ["tests.ui_support"]
-
 
 def test_it_lists_integrations_with_status_users_and_add_button(
     en_client, integration, subscription

@@ -12,8 +12,6 @@ from calendarsync.models import SyncRule
 from calendarsync.providers.memory import InMemoryCalendar
 from tests.calendar_factory import item
 
-pytest_plugins = ["tests.ui_support"]
-
 
 def _rule(reasons, **fields):
     values = {"action": "info", "reason": reasons["MOTE"]}

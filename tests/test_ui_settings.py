@@ -10,8 +10,6 @@ import calendarsync
 from calendarsync.models import SyncedUser
 from onex.models import Subscription
 
-pytest_plugins = ["tests.ui_support"]
-
 
 @pytest.fixture
 def sync_requests(monkeypatch):

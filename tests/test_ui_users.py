@@ -12,8 +12,6 @@ import calendarsync
 from calendarsync.models import Integration, SyncedUser
 from onex.models import Subscription
 
-pytest_plugins = ["tests.ui_support"]
-
 
 @pytest.fixture
 def sync_core(monkeypatch):
