@@ -82,18 +82,18 @@ def mark_consent_revoked(integration: Integration, error: ProviderError) -> bool
 
 def resume_integration(integration: Integration) -> None:
     """After a new consent: subscribe every mailbox again and sync them all."""
+    from .sync import request_syncs
     from .tasks import ensure_graph_subscription
 
     for user_id in integration.users.values_list("pk", flat=True):
         transaction.on_commit(lambda pk=user_id: ensure_graph_subscription.delay(pk))
-    _request_syncs(integration.users.all())
+    request_syncs(integration.users.all())
 
 
-def _request_syncs(users) -> None:
-    from .sync import request_sync
+def _request_sync(synced_user) -> None:
+    from .sync import request_sync  # late: the sync core imports this module
 
-    for user in users:
-        request_sync(user)
+    request_sync(synced_user)
 
 
 # ----- one mailbox's subscription
@@ -179,7 +179,7 @@ def renew(subscription: MailboxSubscription) -> MailboxSubscription | None:
         if exc.code == "subscription_gone":
             # Graph forgot it: a new subscription, and a resync for what we may have missed.
             created = create(synced_user, replacing=subscription)
-            _request_syncs([synced_user])
+            _request_sync(synced_user)
             return created
         _record_failure(synced_user, subscription, exc)
         return None
@@ -199,7 +199,7 @@ def reauthorize(subscription: MailboxSubscription) -> None:
     except ProviderError as exc:
         if exc.code == "subscription_gone":
             create(subscription.synced_user, replacing=subscription)
-            _request_syncs([subscription.synced_user])
+            _request_sync(subscription.synced_user)
         else:
             _record_failure(subscription.synced_user, subscription, exc)
 
@@ -214,9 +214,9 @@ def handle_lifecycle(subscription: MailboxSubscription, event: str) -> None:
         reauthorize(subscription)
     elif event == "subscriptionRemoved":
         create(subscription.synced_user, replacing=subscription)
-        _request_syncs([subscription.synced_user])
+        _request_sync(subscription.synced_user)
     elif event == "missed":
-        _request_syncs([subscription.synced_user])
+        _request_sync(subscription.synced_user)
     else:
         logger.info("Ignoring unknown Graph lifecycle event %r", event)
 

@@ -211,7 +211,10 @@ def test_consenting_again_resumes_a_revoked_integration(
     user = SyncedUser.objects.create(integration=pending, subscription=subscription, email=ANNA)
     subscribed, synced = [], []
     monkeypatch.setattr("calendarsync.tasks.ensure_graph_subscription.delay", subscribed.append)
-    monkeypatch.setattr("calendarsync.sync.request_sync", lambda u, **kw: synced.append(u.pk))
+    monkeypatch.setattr(
+        "calendarsync.sync.request_syncs",
+        lambda users, **kw: synced.extend(users.values_list("pk", flat=True)),
+    )
     m365.knobs(consent={"mode": "accept"})
     with django_capture_on_commit_callbacks(execute=True):
         come_back(admin_client, m365, pending)

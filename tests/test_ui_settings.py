@@ -13,10 +13,11 @@ from onex.models import Subscription
 
 @pytest.fixture
 def sync_requests(monkeypatch):
-    """Record the sync core's request_sync calls instead of enqueueing."""
+    """Record the sync core's sync requests instead of enqueueing."""
     calls = []
     fake = types.SimpleNamespace(
-        request_sync=lambda synced_user, **kw: calls.append(synced_user.pk)
+        request_sync=lambda synced_user, **kw: calls.append(synced_user.pk),
+        request_syncs=lambda users, **kw: calls.extend(users.values_list("pk", flat=True)),
     )
     monkeypatch.setitem(sys.modules, "calendarsync.sync", fake)
     monkeypatch.setattr(calendarsync, "sync", fake, raising=False)
