@@ -49,6 +49,9 @@ def browser_page(tmp_path, monkeypatch):
             ignore_https_errors=True,
         )
         context.set_default_timeout(20_000)
+        # A loaded CI machine can take more than expect()'s default 5 s to render a preview
+        # that reads the calendar: wait as long as for any other action.
+        expect.set_options(timeout=20_000)
         page = context.pages[0] if context.pages else context.new_page()
         yield page
         context.close()
