@@ -29,6 +29,8 @@ class Integration(models.Model):
 
     class Status(models.TextChoices):
         PENDING_CONSENT = "pending_consent", _("awaiting consent")
+        # Exchange On Prem: saved, but the EWS connection has not been proven yet.
+        UNVERIFIED = "unverified", _("not verified yet")
         CONNECTED = "connected", _("connected")
         CONSENT_REVOKED = "consent_revoked", _("consent revoked")
         ERROR = "error", _("error")

@@ -75,6 +75,8 @@ def test_it_saves_on_prem_with_the_password_encrypted(en_client, company):
     integration = Integration.objects.get(company=company)
     assert response["Location"] == reverse("calendarsync:integration", args=[integration.code])
     assert integration.kind == "ews"
+    # Saved, not syncing, and not said to wait for a Microsoft consent it will never need.
+    assert integration.status == Integration.Status.UNVERIFIED and not integration.syncing
     assert integration.ews_password == "Hemligt-Lösen-42"
     with connection.cursor() as cursor:
         cursor.execute("SELECT ews_password FROM calendarsync_integration")
@@ -82,6 +84,7 @@ def test_it_saves_on_prem_with_the_password_encrypted(en_client, company):
     assert "Hemligt" not in stored and decrypt(stored) == "Hemligt-Lösen-42"
     page = en_client.get(response["Location"]).content.decode()
     assert "Hemligt-Lösen-42" not in page
+    assert "not verified yet" in page and "awaiting consent" not in page
 
 
 def test_it_validates_the_on_prem_form(en_client, company):

@@ -43,11 +43,11 @@ def _fix_hint(integration):
     """One sentence on how to fix the connection, for each state that needs fixing."""
     status = integration.Status
     if integration.status == status.PENDING_CONSENT:
-        if integration.kind == integration.Kind.GRAPH:
-            return _(
-                "Consent has not come back from Microsoft. An administrator with the role Global "
-                "Administrator or Privileged Role Administrator must approve it."
-            )
+        return _(
+            "Consent has not come back from Microsoft. An administrator with the role Global "
+            "Administrator or Privileged Role Administrator must approve it."
+        )
+    if integration.status == status.UNVERIFIED:
         return _("The Exchange On Prem connection has not been verified yet.")
     if integration.status == status.CONSENT_REVOKED:
         return _(

@@ -63,8 +63,8 @@ def integration_add_ews(request):
         integration.company = company
         integration.kind = Integration.Kind.EWS
         # The EWS connection itself is checked by a later issue's provider; until then the
-        # instance waits like an unconsented one.
-        integration.status = Integration.Status.PENDING_CONSENT
+        # instance is saved but does not sync.
+        integration.status = Integration.Status.UNVERIFIED
         integration.save()
         messages.success(
             request,
