@@ -1,7 +1,7 @@
 """What every Microsoft Sync page shares: the scoped integration, partial-or-page, resync."""
 
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 
 from ..access import get_company_object_or_404
@@ -43,8 +43,11 @@ def consent_url(integration) -> str | None:
         return None
 
 
-def hx_location(path: str) -> HttpResponse:
-    """A successful HTMX edit: tell htmx where to go (netbox's pattern)."""
+def redirect_after_edit(request, path: str) -> HttpResponse:
+    """After a successful edit: HTMX is told where to go (netbox's HX-Location), a plain form
+    is redirected."""
+    if not request.htmx:
+        return redirect(path)
     response = HttpResponse(status=204)
     response["HX-Location"] = path
     return response

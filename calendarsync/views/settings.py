@@ -8,7 +8,7 @@ from django.views.decorators.http import require_http_methods
 
 from ..forms import EwsConnectionForm, IntegrationSettingsForm
 from ..models import Integration
-from .common import get_integration, hx_location, render_tab, resync, tab_url
+from .common import get_integration, redirect_after_edit, render_tab, resync, tab_url
 
 
 @login_required
@@ -26,7 +26,7 @@ def integration_settings(request, code):
                 + (" " + _("The users are being synced again.") if count else ""),
             )
             url = tab_url(integration, "integration")
-            return hx_location(url) if request.htmx else redirect(url)
+            return redirect_after_edit(request, url)
     return render_tab(
         request,
         "calendarsync/settings.html",
@@ -56,7 +56,7 @@ def integration_connection(request, code):
         resync(integration)
         messages.success(request, _("The connection is saved."))
         url = tab_url(integration, "integration")
-        return hx_location(url) if request.htmx else redirect(url)
+        return redirect_after_edit(request, url)
     return render_tab(
         request,
         "calendarsync/settings.html",

@@ -9,7 +9,7 @@ from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
@@ -26,7 +26,7 @@ from ..forms import (
     validate_import_email,
 )
 from ..models import SyncedUser
-from .common import get_integration, hx_location, render_tab, tab_url
+from .common import get_integration, redirect_after_edit, render_tab, tab_url
 
 PAGE_SIZE = 50
 EXPORT_CHUNK = 2000
@@ -104,13 +104,13 @@ def user_add(request, code):
                 )
         except IntegrityError:  # a double submit raced this one: it is added already
             url = tab_url(integration, "users")
-            return hx_location(url) if request.htmx else redirect(url)
+            return redirect_after_edit(request, url)
         transaction.on_commit(lambda: request_sync(synced_user))
         messages.success(
             request, _("%(email)s is added and will be synced.") % {"email": synced_user.email}
         )
         url = tab_url(integration, "users")
-        return hx_location(url) if request.htmx else redirect(url)
+        return redirect_after_edit(request, url)
     return render_tab(
         request,
         "calendarsync/users.html",
@@ -138,7 +138,7 @@ def user_remove(request, code, pk):
                 % {"email": email},
             )
         url = tab_url(integration, "users")
-        return hx_location(url) if request.htmx else redirect(url)
+        return redirect_after_edit(request, url)
     return render_tab(
         request,
         "calendarsync/user_remove.html",
