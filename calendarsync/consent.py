@@ -64,8 +64,10 @@ ERROR_MESSAGES = {
 }
 AADSTS_MESSAGES = {
     65004: ERROR_MESSAGES["access_denied"],
-    90094: gettext_lazy("Your account may not grant this consent (it needs admin approval)."),
-    90008: gettext_lazy("Your account may not grant this consent."),
+    90094: gettext_lazy(
+        "Your account is not allowed to grant this consent (it needs admin approval)."
+    ),
+    90008: gettext_lazy("Your account is not allowed to grant this consent."),
     50020: gettext_lazy(
         "The account you signed in with does not belong to the organisation. Sign in with an "
         "administrator account of your own organisation."

@@ -142,7 +142,7 @@ class SyncRuleForm(forms.ModelForm):
     """One admin rule: conditions (all optional) and what happens when they all match."""
 
     show_as = forms.TypedMultipleChoiceField(
-        label=_("Shown as"),
+        label=_("Show as"),
         choices=SHOW_AS_CHOICES,
         required=False,
         widget=forms.CheckboxSelectMultiple,

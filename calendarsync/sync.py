@@ -352,7 +352,7 @@ def _record(synced_user, integration, outcome: SyncOutcome, now) -> None:
         Activity.record(
             integration,
             "synced",
-            "; ".join(changes) or _("In step with the calendar."),
+            "; ".join(changes) or _("Up to date with the calendar."),
             synced_user=synced_user,
         )
 
