@@ -121,6 +121,16 @@ def test_it_draws_a_14_day_timeline_of_synced_absences(
     assert "x@demo.se is not a user of this integration." in body
 
 
+def test_it_names_an_all_day_absence_instead_of_midnight_times(
+    en_client, integration, synced_user, reasons
+):
+    booking = _booking(synced_user, _today_at(0, days=1), hours=24, reason="FRANVARANDE")
+    Booking.objects.filter(pk=booking.pk).update(all_day=True)
+    url = reverse("calendarsync:dashboard_timeline", args=[integration.code])
+    body = en_client.get(url, {"user": synced_user.email}, HTTP_HX_REQUEST="true").content.decode()
+    assert "all day Away" in body and "00:00–00:00" not in body
+
+
 def test_a_multi_day_absence_spans_its_days(integration, synced_user):
     _booking(synced_user, _today_at(12, days=2), hours=36)
     days = timeline(integration, synced_user, {})

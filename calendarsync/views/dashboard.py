@@ -8,6 +8,7 @@ from django.db.models import Count, Max, Q
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views.decorators.http import require_GET
 
 from onex.models import AbsenceReason
@@ -92,6 +93,7 @@ def timeline(integration, synced_user, reasons, today=None):
             bars.append(
                 {
                     "booking": booking,
+                    "when": _when(booking, tz),
                     "reason": reasons.get(booking.reason_code, booking.reason_code),
                     "divert": booking.forwarding == Forwarding.DIVERT,
                     "left": round((left - day_start).total_seconds() / length * 100, 2),
@@ -100,6 +102,14 @@ def timeline(integration, synced_user, reasons, today=None):
             )
         days.append({"date": day, "bars": bars})
     return days
+
+
+def _when(booking, tz) -> str:
+    """An all-day booking is "all day", not midnight to midnight."""
+    if booking.all_day:
+        return pgettext("booking", "all day")
+    start, end = booking.start.astimezone(tz), booking.end.astimezone(tz)
+    return f"{start:%H:%M}–{end:%H:%M}"
 
 
 def _reasons(integration):
