@@ -169,21 +169,27 @@ def entries(onex_sandbox):
     return [e for e in onex_sandbox.absences(ONEX_COMPANY) if e["subscriptionId"] == "sub-anna"]
 
 
-@pytest.mark.e2e
-def test_an_outlook_change_reaches_one_x_through_a_real_webhook_and_worker(
-    worker, m365, onex_sandbox, graph_integration, tenant
-):
+def add_anna(graph_integration):
+    """Add Anna's mailbox and wait until the worker has subscribed it (Graph validates the
+    webhook against the live server)."""
     user = SyncedUser.objects.create(
         integration=graph_integration,
         subscription=Subscription.objects.get(onex_id="sub-anna"),
         email=ANNA,
     )
-    # The worker subscribes the new mailbox; Graph validates against the live server.
     wait_for(
         lambda: MailboxSubscription.objects.filter(synced_user=user).exists(),
         60,
         message="the Graph subscription",
     )
+    return user
+
+
+@pytest.mark.e2e
+def test_an_outlook_change_reaches_one_x_through_a_real_webhook_and_worker(
+    worker, m365, onex_sandbox, graph_integration, tenant
+):
+    add_anna(graph_integration)
     assert len(m365.subscriptions()) == 1
 
     start = (timezone.now() + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
@@ -317,16 +323,7 @@ def test_a_revoked_consent_pauses_the_worker_and_consenting_again_catches_up(
 
     from tests.m365_sandbox import callback_path, follow_consent
 
-    user = SyncedUser.objects.create(
-        integration=graph_integration,
-        subscription=Subscription.objects.get(onex_id="sub-anna"),
-        email=ANNA,
-    )
-    wait_for(
-        lambda: MailboxSubscription.objects.filter(synced_user=user).exists(),
-        60,
-        message="the Graph subscription",
-    )
+    add_anna(graph_integration)
     m365.revoke(tenant)  # Graph sends reauthorizationRequired; reauthorizing fails
     wait_for(
         lambda: Integration.objects.get(pk=graph_integration.pk).status == "consent_revoked",
