@@ -30,14 +30,21 @@ def _validation_response(request) -> HttpResponse | None:
     return HttpResponse(token[:MAX_VALIDATION_TOKEN], content_type="text/plain; charset=utf-8")
 
 
-def _proven(request) -> list[tuple[MailboxSubscription, dict]]:
-    """The notifications in the request whose subscription and clientState check out."""
+def _notifications(request) -> list | None:
+    """The body's `value` list, or None when the body is not the JSON object Graph sends."""
     try:
         notifications = json.loads(request.body or b"{}").get("value") or []
     except (ValueError, AttributeError):
-        logger.warning("Graph webhook: body is not JSON; ignored")
-        return []
-    notifications = [n for n in notifications if isinstance(n, dict)]
+        notifications = None
+    if not isinstance(notifications, list):
+        logger.warning("Graph webhook: body is not a notification list; ignored")
+        return None
+    return notifications
+
+
+def _proven(notifications) -> list[tuple[MailboxSubscription, dict]]:
+    """The notifications whose subscription and clientState check out."""
+    notifications = [n for n in notifications or [] if isinstance(n, dict)]
     ids = {str(n.get("subscriptionId", "")) for n in notifications}
     known = {
         sub.provider_subscription_id: sub
@@ -67,9 +74,9 @@ def _proven(request) -> list[tuple[MailboxSubscription, dict]]:
     return proven
 
 
-def _answer(proven, received) -> HttpResponse:
-    # 202 once anything proved itself; a request where nothing did is refused.
-    if proven or not received:
+def _answer(proven, notifications) -> HttpResponse:
+    # 202 once anything proved itself (or there was nothing to prove); else refused.
+    if proven or notifications == []:
         return HttpResponse(status=202)
     return HttpResponse(status=403)
 
@@ -80,19 +87,20 @@ def graph_notifications(request):
     validation = _validation_response(request)
     if validation is not None:
         return validation
-    proven = _proven(request)
+    notifications = _notifications(request)
+    proven = _proven(notifications)
     from .sync import request_sync
 
-    now = timezone.now()
-    seen = set()
-    for subscription, _notification in proven:
-        if subscription.pk in seen:
-            continue  # a burst for one mailbox costs one sync
-        seen.add(subscription.pk)
-        MailboxSubscription.objects.filter(pk=subscription.pk).update(last_notification_at=now)
+    # A burst for one mailbox costs one sync.
+    subscriptions = {subscription.pk: subscription for subscription, _ in proven}
+    if subscriptions:
+        MailboxSubscription.objects.filter(pk__in=subscriptions).update(
+            last_notification_at=timezone.now()
+        )
+    for subscription in subscriptions.values():
         if subscription.synced_user.integration.syncing:
             request_sync(subscription.synced_user)
-    return _answer(proven, _received(request))
+    return _answer(proven, notifications)
 
 
 @csrf_exempt
@@ -101,18 +109,12 @@ def graph_lifecycle(request):
     validation = _validation_response(request)
     if validation is not None:
         return validation
-    proven = _proven(request)
+    notifications = _notifications(request)
+    proven = _proven(notifications)
     from .tasks import handle_graph_lifecycle
 
     for subscription, notification in proven:
         event = str(notification.get("lifecycleEvent", ""))
         logger.info("Graph lifecycle event %s for subscription %s", event, subscription.pk)
         handle_graph_lifecycle.delay_on_commit(subscription.pk, event)
-    return _answer(proven, _received(request))
-
-
-def _received(request) -> bool:
-    try:
-        return bool(json.loads(request.body or b"{}").get("value"))
-    except (ValueError, AttributeError):
-        return True
+    return _answer(proven, notifications)
