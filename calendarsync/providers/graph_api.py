@@ -192,8 +192,6 @@ class GraphClient:
             raise ConsentRevoked("no tenant: consent was never given", code="no_tenant")
         self.tenant_id = tenant_id
         self.sleep = sleep
-        self.requests_sent = 0  # HTTP requests to Graph (a $batch counts once)
-        self.steps_sent = 0  # requests inside batches
 
     def url(self, path_or_url: str) -> str:
         if path_or_url.startswith("https://") or path_or_url.startswith("http://"):
@@ -211,7 +209,6 @@ class GraphClient:
                 )
             except requests.RequestException as exc:
                 raise ProviderError(f"Graph unreachable: {type(exc).__name__}") from exc
-            self.requests_sent += 1
             if response.status_code != 401:
                 return response
             kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
@@ -263,7 +260,6 @@ class GraphClient:
                 body = {
                     "requests": [{k: v for k, v in s.items() if k != "mailbox"} for s in pending]
                 }
-                self.steps_sent += len(pending)
                 data = self.request("POST", "/$batch", json=body)
                 retry, wait = [], 0.0
                 by_id = {s["id"]: s for s in pending}
