@@ -211,7 +211,6 @@ def graph_consent_callback(request):
             "not_confirmed",
         )
 
-    was = integration.status
     integration.tenant_id = tenant_id
     integration.status = Integration.Status.CONNECTED
     integration.consented_at = timezone.now()
@@ -224,10 +223,9 @@ def graph_consent_callback(request):
         "consent_granted",
         _("An administrator gave consent in Microsoft 365; syncing is on."),
     )
-    if was == Integration.Status.CONSENT_REVOKED or integration.users.exists():
-        from .notifications import resume_integration
+    from .notifications import resume_integration
 
-        resume_integration(integration)
+    resume_integration(integration)  # nothing to do for an integration without users yet
     messages.success(request, _("Exchange Online is connected."))
     return _back_to(integration)
 
