@@ -6,7 +6,6 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.core.validators import validate_email
-from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from onex.models import AbsenceReason, Subscription
@@ -55,13 +54,6 @@ class IntegrationSettingsForm(forms.ModelForm):
         help_texts = SETTINGS_HELP
 
 
-def https_by_default(db_field, **kwargs):
-    """Model URL fields become form fields that assume https (Django 6's default)."""
-    if isinstance(db_field, models.URLField):
-        kwargs.setdefault("assume_scheme", "https")
-    return db_field.formfield(**kwargs)
-
-
 class EwsIntegrationForm(forms.ModelForm):
     """Exchange On Prem: where EWS answers and the impersonation service account."""
 
@@ -83,7 +75,6 @@ class EwsIntegrationForm(forms.ModelForm):
     class Meta:
         model = Integration
         fields = ["name", "ews_url", "ews_username", "ews_password"]
-        formfield_callback = https_by_default
         labels = {
             "name": _("Name"),
             "ews_username": _("Service account"),
@@ -219,8 +210,7 @@ class SyncRuleForm(forms.ModelForm):
             self.initial["subject_keywords"] = ", ".join(self.instance.subject_keywords)
         if integration.all_meetings_private:
             self.fields["subject_keywords"].disabled = True
-        for name in ("min_duration_minutes",):
-            self.fields[name].widget.attrs["min"] = 1
+        self.fields["min_duration_minutes"].widget.attrs["min"] = 1
 
     def clean_categories(self):
         return _split_words(self.cleaned_data["categories"])
