@@ -11,7 +11,7 @@ from .base import CalendarProvider
 
 _FACTORIES: dict[str, Callable[[object], CalendarProvider]] = {}
 # Modules that register a kind when imported (imported lazily: they pull in HTTP libraries).
-_MODULES = {"graph": "calendarsync.providers.graph", "ews": "calendarsync.providers.ews"}
+_MODULES = {"graph": "calendarsync.providers.graph"}
 
 
 def register(kind: str):
@@ -26,10 +26,7 @@ def provider_for(integration) -> CalendarProvider:
     """The provider that reads `integration`'s mailboxes."""
     kind = integration.kind
     if kind not in _FACTORIES and kind in _MODULES:
-        try:
-            import_module(_MODULES[kind])
-        except ImportError:
-            pass
+        import_module(_MODULES[kind])  # a broken install should say so, not "no provider"
     try:
         factory = _FACTORIES[kind]
     except KeyError:
