@@ -73,7 +73,6 @@ def remove_synced_user(self, synced_user_id):
 
 @shared_task(bind=True, max_retries=4)
 def ensure_graph_subscription(self, synced_user_id):
-    from .models import SyncedUser
     from .notifications import ensure_subscription
 
     user = SyncedUser.objects.select_related("integration").filter(pk=synced_user_id).first()
