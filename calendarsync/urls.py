@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import consent, views, webhooks
 
 app_name = "calendarsync"
 
@@ -26,12 +26,7 @@ urlpatterns = [
     path("<uuid:code>/users/suggest/", views.user_suggestions, name="user_suggestions"),
     path("<uuid:code>/dashboard/", views.dashboard, name="dashboard"),
     path("<uuid:code>/dashboard/timeline/", views.dashboard_timeline, name="dashboard_timeline"),
-]
-
-# Exchange Online: admin consent (people) and Graph change notifications (Microsoft).
-from . import consent, webhooks  # noqa: E402
-
-urlpatterns += [
+    # Exchange Online: admin consent (people) and Graph change notifications (Microsoft).
     path("graph/<uuid:code>/consent/", consent.graph_consent_start, name="graph_consent_start"),
     path("graph/consent/callback/", consent.graph_consent_callback, name="graph_consent_callback"),
     path("graph/notifications/", webhooks.graph_notifications, name="graph_notifications"),

@@ -2,17 +2,10 @@
 
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from ..access import get_company_object_or_404
 from ..models import Integration
-
-TABS = [
-    ("settings", "calendarsync:integration"),
-    ("rules", "calendarsync:rules"),
-    ("users", "calendarsync:users"),
-    ("dashboard", "calendarsync:dashboard"),
-]
 
 
 def get_integration(request, code) -> Integration:
@@ -20,7 +13,7 @@ def get_integration(request, code) -> Integration:
     return get_company_object_or_404(request, Integration, code=code)
 
 
-def render_tab(request, template, integration, tab, context=None, *, partial=None, status=200):
+def render_tab(request, template, integration, tab, context=None, *, partial=None):
     """A tab page, or — for an HTMX request that asks for a fragment — just that partial."""
     context = {
         "integration": integration,
@@ -30,17 +23,14 @@ def render_tab(request, template, integration, tab, context=None, *, partial=Non
     }
     if partial and request.htmx and not request.htmx.boosted:
         template = f"{template}#{partial}"
-    return render(request, template, context, status=status)
+    return render(request, template, context)
 
 
 def consent_url(integration) -> str | None:
-    """Where Exchange Online consent (re)starts — the consent flow's view, once installed."""
+    """Where Exchange Online consent (re)starts; On Prem has none."""
     if integration.kind != Integration.Kind.GRAPH:
         return None
-    try:
-        return reverse("calendarsync:graph_consent_start", args=[integration.code])
-    except NoReverseMatch:
-        return None
+    return reverse("calendarsync:graph_consent_start", args=[integration.code])
 
 
 def redirect_after_edit(request, path: str) -> HttpResponse:

@@ -43,11 +43,7 @@ def integration_add(request):
                 status=Integration.Status.PENDING_CONSENT,
                 name=_("Exchange Online"),
             )
-            url = consent_url(integration)
-            if url:
-                return redirect(url)
-            messages.warning(request, _("Consent with Microsoft is not available yet."))
-            return redirect("calendarsync:integration", code=integration.code)
+            return redirect(consent_url(integration))
         messages.error(request, _("Choose Exchange Online / O365 or Exchange On Prem."))
     return render(request, "calendarsync/add.html", {"company": company})
 
