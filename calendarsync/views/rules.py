@@ -161,10 +161,8 @@ def rules_from_template(request, code):
     integration = get_integration(request, code)
     if not integration.rules.exists():
         reasons = AbsenceReason.objects.filter(company_id=integration.company_id, active=True)
-        meeting = reasons.filter(Q(code__iexact="MOTE") | Q(label_sv__iexact="Möte")).first()
-        away = reasons.filter(
-            Q(code__iexact="FRANVARANDE") | Q(label_sv__iexact="Frånvarande")
-        ).first()
+        meeting = reasons.filter(Q(code__iexact=MEETING_REASON) | Q(label_sv__iexact="Möte"))
+        away = reasons.filter(Q(code__iexact=AWAY_REASON) | Q(label_sv__iexact="Frånvarande"))
         fallback = reasons.first()
         SyncRule.objects.bulk_create(
             [
@@ -173,14 +171,14 @@ def rules_from_template(request, code):
                     position=1,
                     show_as=["busy"],
                     action=SyncRule.Action.INFO,
-                    reason=meeting or fallback,
+                    reason=meeting.first() or fallback,
                 ),
                 SyncRule(
                     integration=integration,
                     position=2,
                     show_as=["oof"],
                     action=SyncRule.Action.INFO,
-                    reason=away or fallback,
+                    reason=away.first() or fallback,
                 ),
             ]
         )
