@@ -107,7 +107,7 @@ def test_it_draws_a_14_day_timeline_of_synced_absences(
 ):
     _booking(synced_user, _today_at(12, days=1), hours=6, forwarding="divert", reason="LUNCH")
     _booking(synced_user, _today_at(9, days=20))  # beyond 14 days
-    days = timeline(integration, synced_user, {"LUNCH": "Lunch"})
+    days = timeline(synced_user, {"LUNCH": "Lunch"})
     assert len(days) == 14
     [bar] = days[1]["bars"]
     assert (bar["left"], bar["width"], bar["divert"], bar["reason"]) == (50.0, 25.0, True, "Lunch")
@@ -133,7 +133,7 @@ def test_it_names_an_all_day_absence_instead_of_midnight_times(
 
 def test_a_multi_day_absence_spans_its_days(integration, synced_user):
     _booking(synced_user, _today_at(12, days=2), hours=36)
-    days = timeline(integration, synced_user, {})
+    days = timeline(synced_user, {})
     assert [len(day["bars"]) for day in days[2:5]] == [1, 1, 0]
     assert days[3]["bars"][0]["left"] == 0.0
 

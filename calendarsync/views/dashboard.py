@@ -67,7 +67,7 @@ def _fix_hint(integration):
     return ""
 
 
-def timeline(integration, synced_user, reasons, today=None):
+def timeline(synced_user, reasons, today=None):
     """Fourteen days from today, each with the user's synced absences placed on a 24h bar."""
     tz = timezone.get_current_timezone()
     today = today or timezone.localdate()
@@ -187,7 +187,7 @@ def _timeline_context(integration, email):
         }
     return {
         "timeline_for": synced_user,
-        "timeline": timeline(integration, synced_user, _reasons(integration)),
+        "timeline": timeline(synced_user, _reasons(integration)),
     }
 
 
