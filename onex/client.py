@@ -158,8 +158,7 @@ class OneXClient:
                     return response
                 failure, wait = OneXError.from_response(response), _retry_after_seconds(response)
             if wait is None:
-                ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-                wait = ceiling / 2 + random.uniform(0, ceiling / 2)  # equal jitter
+                wait = self._backoff(attempt)
             if attempt >= self.max_attempts or time.monotonic() + wait > deadline:
                 logger.warning(
                     "One X %s %s gave up after %d attempts: %s", method, url, attempt, failure
@@ -167,6 +166,11 @@ class OneXClient:
                 raise failure
             logger.info("One X %s %s: %s; retry in %.2fs", method, url, failure, wait)
             self.sleep(wait)
+
+    def _backoff(self, attempt):
+        """Exponential backoff with equal jitter, capped."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def _token_value(self, *, renew=False):
         with self._token_lock:
@@ -299,10 +303,10 @@ class OneXClient:
                 if not result.ok and answer.get("status") in RETRYABLE_STATUSES:
                     retry.append(index)
             pending = retry
-            wait = self.backoff_base * 2 ** (attempt - 1)
+            wait = self._backoff(attempt)
             if not pending or attempt == self.max_attempts or time.monotonic() + wait > deadline:
                 break
-            self.sleep(wait / 2 + random.uniform(0, wait / 2))
+            self.sleep(wait)
         return results
 
     # The AbsenceWriter interface ----------------------------------------------------------
