@@ -4,6 +4,7 @@
 what `manage.py preview_absences --settings` reads (format in the README).
 """
 
+from dataclasses import replace
 from datetime import datetime, time, timedelta
 
 from django.conf import settings as django_settings
@@ -44,10 +45,9 @@ def rule_from_model(row, index: int = 0) -> rules.Rule:
     )
 
 
-def settings_for(synced_user, *, rules_override=None) -> rules.PlanSettings:
-    """The engine settings of one mailbox: its integration, rules, profile and subscription."""
-    integration = synced_user.integration
-    subscription = synced_user.subscription
+def integration_settings(integration, *, rules_override=None) -> rules.PlanSettings:
+    """The engine settings all mailboxes of `integration` share: its options, rules and the
+    company's reasons. `settings_for` adds one mailbox's own; a bulk sync reads these once."""
     if rules_override is None:
         rows = integration.rules.select_related("reason").order_by("position", "id")
     else:
@@ -62,27 +62,45 @@ def settings_for(synced_user, *, rules_override=None) -> rules.PlanSettings:
         )
     )
     return rules.PlanSettings(
-        subscription_id=subscription.onex_id,
+        subscription_id="",  # per mailbox: settings_for
         days_ahead=integration.days_ahead,
         plugin_enabled=integration.plugin_enabled,
         plugin_defaults_only=integration.plugin_defaults_only,
         all_meetings_private=integration.all_meetings_private,
         rules=engine_rules,
-        personal_profile=rules.choice_from_dict(synced_user.personal_profile),
-        has_diversion=subscription.has_diversion,
-        has_open_diversion=subscription.has_open_diversion,
         # Before the first directory import a company has no reasons: trust the codes then.
         reasons=reasons or None,
         return_gap=return_gap(),
     )
 
 
+def settings_for(synced_user, *, rules_override=None, shared=None) -> rules.PlanSettings:
+    """The engine settings of one mailbox: its integration, rules, profile and subscription.
+    `shared` (integration_settings of its integration) saves reading those again."""
+    if shared is None:
+        shared = integration_settings(synced_user.integration, rules_override=rules_override)
+    subscription = synced_user.subscription
+    return replace(
+        shared,
+        subscription_id=subscription.onex_id,
+        personal_profile=rules.choice_from_dict(synced_user.personal_profile),
+        has_diversion=subscription.has_diversion,
+        has_open_diversion=subscription.has_open_diversion,
+    )
+
+
 def plan_for_synced_user(
-    synced_user, items: list[CalendarItem], *, rules=None, now: datetime | None = None
+    synced_user,
+    items: list[CalendarItem],
+    *,
+    rules=None,
+    now: datetime | None = None,
+    shared: rules.PlanSettings | None = None,
 ) -> rules.Plan:
     """The absences `items` call for. `rules` (SyncRule rows, saved or not, in order) replaces
-    the integration's saved rules, so the UI can preview an unsaved edit."""
-    return plan_with(settings_for(synced_user, rules_override=rules), items, now)
+    the integration's saved rules, so the UI can preview an unsaved edit; `shared` is
+    settings_for's."""
+    return plan_with(settings_for(synced_user, rules_override=rules, shared=shared), items, now)
 
 
 def plan_with(settings: rules.PlanSettings, items, now: datetime | None = None) -> rules.Plan:

@@ -153,6 +153,7 @@ def sync_mailboxes(
 
 
 def _sync_group(users, integration, provider, writer, now) -> dict[int, SyncOutcome]:
+    shared = planning.integration_settings(integration)  # rules and reasons: once per chunk
     outcomes, claimed = {}, []
     for user in users:
         if not _may_sync(user, integration):
@@ -190,7 +191,7 @@ def _sync_group(users, integration, provider, writer, now) -> dict[int, SyncOutc
             lambda user=user, result=result: (
                 _fetch_failed(result)
                 if isinstance(result, ProviderError)
-                else _push(user, integration, result, writer, now)
+                else _push(user, integration, result, writer, now, shared)
             ),
             reraise=False,  # a bug in one user's run must not stop the others
         )
@@ -275,9 +276,9 @@ def _fetch_failed(exc: ProviderError) -> SyncOutcome:
     return SyncOutcome("failed", permanent=exc.permanent, error=_provider_message(exc))
 
 
-def _push(synced_user, integration, items, writer, now) -> SyncOutcome:
+def _push(synced_user, integration, items, writer, now, shared=None) -> SyncOutcome:
     """Plan, reconcile and push one mailbox's fetched items."""
-    plan = planning.plan_for_synced_user(synced_user, items, now=now)
+    plan = planning.plan_for_synced_user(synced_user, items, now=now, shared=shared)
     operations = reconcile.diff(plan, reconcile.stored_bookings(synced_user))
     if not operations:
         return SyncOutcome("ok")
