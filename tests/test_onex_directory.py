@@ -2,6 +2,7 @@
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import translation
 
 from calendarsync.models import Activity, SyncedUser
 from calendarsync.receivers import vanished_subscription_message
@@ -85,7 +86,8 @@ def test_it_deactivates_a_vanished_subscription_and_flags_its_synced_user(
     assert david.active is False  # kept, not deleted
     assert user.state == SyncedUser.State.ERROR
     assert user.last_error == vanished_subscription_message()
-    assert "One X subscription no longer exists" in vanished_subscription_message()
+    with translation.override("en"):  # the msgid; the UI shows it in Swedish
+        assert "One X subscription no longer exists" in vanished_subscription_message()
     activity = Activity.objects.get(event="subscription_removed")
     assert (activity.synced_user, activity.level) == (user, Activity.Level.ERROR)
     assert company.subscriptions.filter(active=True).count() == 5
