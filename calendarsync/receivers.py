@@ -35,11 +35,13 @@ def mark_users_of_vanished_subscriptions(sender, company, subscriptions, **kwarg
 
 @receiver(subscriptions_reactivated)
 def resume_users_of_returned_subscriptions(sender, company, subscriptions, **kwargs):
-    from .sync import request_sync
+    from .sync import request_syncs
 
-    users = SyncedUser.objects.filter(
-        subscription__in=subscriptions, state=SyncedUser.State.ERROR
-    ).select_related("integration")
+    users = list(
+        SyncedUser.objects.filter(
+            subscription__in=subscriptions, state=SyncedUser.State.ERROR
+        ).select_related("integration")
+    )
     for user in users:
         user.state = SyncedUser.State.PENDING
         user.last_error = ""
@@ -50,4 +52,5 @@ def resume_users_of_returned_subscriptions(sender, company, subscriptions, **kwa
             _("The user's One X subscription is back; syncing resumes."),
             synced_user=user,
         )
-        request_sync(user)
+    # Many subscriptions may come back at once: bulk runs read their mailboxes in batches.
+    request_syncs(SyncedUser.objects.filter(pk__in=[user.pk for user in users]))
