@@ -30,6 +30,9 @@ def sync_core(monkeypatch):
 
     fake = types.SimpleNamespace(
         request_sync=lambda synced_user, **kw: calls["requested"].append(synced_user.email),
+        request_syncs=lambda users, **kw: calls["requested"].extend(
+            users.order_by("email").values_list("email", flat=True)
+        ),
         remove_synced_user=remove_synced_user,
         SyncBusy=SyncBusy,
         RemovalIncomplete=RemovalIncomplete,

@@ -39,6 +39,15 @@ def request_sync(synced_user):
     sync.request_sync(synced_user)
 
 
+def request_first_syncs(integration, new_users):
+    """Queue the first sync of many new users in bulk runs (one Graph $batch per 20)."""
+    from .. import sync
+
+    ids = [synced_user.pk for synced_user in new_users]  # bulk_create filled them in
+    for start in range(0, len(ids), CHUNK):
+        sync.request_syncs(integration.users.filter(pk__in=ids[start : start + CHUNK]))
+
+
 def remove(synced_user) -> str | None:
     """Remove a user with their bookings, One X entries and email (the sync core's job).
 
@@ -211,8 +220,7 @@ def import_users(integration, text) -> list[ImportLine]:
             report.append(ImportLine(number, value, False, problem))
     with transaction.atomic():
         SyncedUser.objects.bulk_create(new_users, batch_size=CHUNK)
-    for synced_user in new_users:  # bulk_create filled in the ids
-        request_sync(synced_user)
+    request_first_syncs(integration, new_users)
     return report
 
 
