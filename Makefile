@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 
-.PHONY: run setup test lint messages clean
+.PHONY: run setup test test-deps lint messages clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -41,7 +41,27 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+# What the tests need outside .venv: Debian's chromium at /usr/bin/chromium, which the browser
+# tests (tests/test_browser.py) drive through Playwright. Installed when missing and we are root;
+# otherwise make stops here and says what to install. No test needs gettext's msgfmt: they read
+# the committed .mo file.
+CHROMIUM := /usr/bin/chromium
+
+test-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "$(CHROMIUM) not found: installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	      || { echo "Installing chromium failed (see above)." >&2; exit 1; }; \
+	  else \
+	    echo "The browser tests need Debian's chromium at $(CHROMIUM). Install it first:" >&2; \
+	    echo "  sudo apt-get install chromium    (as root: apt-get install chromium)" >&2; \
+	    exit 1; \
+	  fi; \
+	  test -x $(CHROMIUM) || { echo "No $(CHROMIUM) after the install." >&2; exit 1; }; \
+	fi
+
+test: test-deps lint
 	$(VENV)/bin/pytest
 
 messages: $(STAMP)
