@@ -210,9 +210,13 @@ def render(event: dict, fields: set[str], tz_name: str, expand_property: str | N
         else:
             out[field] = None
     if expand_property is not None:
-        out["singleValueExtendedProperties"] = [
-            prop
+        # Graph lists the expanded property only on events that have it; on the others the
+        # navigation property is left out altogether (not an empty list).
+        found = [
+            copy.deepcopy(prop)
             for prop in event.get("singleValueExtendedProperties", [])
             if prop["id"].lower() == expand_property.lower()
         ]
+        if found:
+            out["singleValueExtendedProperties"] = found
     return out
