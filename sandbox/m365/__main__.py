@@ -6,6 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import demo
 from .server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, M365Server
 
 VAR_DIR = Path(os.environ.get("MSS_VAR_DIR", Path(__file__).resolve().parents[2] / "var"))
@@ -25,6 +26,11 @@ def main(argv=None):
     parser.add_argument(
         "--client-secret", default=os.environ.get("MS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
     )
+    parser.add_argument(
+        "--addin-id",
+        default=os.environ.get("MS_ADDIN_ID", demo.DEFAULT_ADDIN_ID),
+        help="the Outlook add-in id whose choice one demo booking carries (the product's)",
+    )
     parser.add_argument("--no-demo", action="store_true", help="start without Demo AB's tenant")
     args = parser.parse_args(argv)
     server = M365Server(
@@ -35,6 +41,7 @@ def main(argv=None):
         client_id=args.client_id,
         client_secret=args.client_secret,
         with_demo=not args.no_demo,
+        addin_id=args.addin_id,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"M365 sandbox on {server.base_url} (CA: {args.ca_file})", flush=True)

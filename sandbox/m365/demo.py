@@ -3,17 +3,26 @@
 Mailboxes match sandbox/onex/demo.py's people (same emails). Calendars are built relative to
 "now" each time the sandbox starts: meetings, lunches, a daily stand-up with one moved and one
 cancelled occurrence, an all-day out-of-office, a private appointment, tentative and declined
-meetings.
+meetings. Two bookings are going on when the sandbox starts, whatever the hour (see
+`happening_now`): Anna is in a meeting, and David is at a customer's with the Outlook add-in's
+choice "Hänvisning" on that booking.
 """
 
 import hashlib
+import json
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 DEMO_TENANT_ID = "6d656d6f-0000-4000-8000-0000000000ab"
 DEMO_TENANT_NAME = "Demo AB"
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
+UTC = ZoneInfo("UTC")
 WINDOWS_ZONE = "W. Europe Standard Time"
+# The Outlook add-in's id: keep in step with the default of MS_ADDIN_ID in mss/settings.py.
+DEFAULT_ADDIN_ID = "5f3c6d2a-8b1e-4c7a-9d0f-3e2b1a4c5d6e"
+# PS_PUBLIC_STRINGS, where Office keeps an add-in's custom properties as one JSON string
+# named cecp-<add-in id> ([MS-OXCEXT]).
+PUBLIC_STRINGS = "{00020329-0000-0000-C000-000000000046}"
 
 # (email, display name) — keep in step with sandbox/onex/demo.py's PEOPLE.
 PEOPLE = [
@@ -24,6 +33,7 @@ PEOPLE = [
     ("eva.ek@demo.se", "Eva Ek"),
     ("fredrik.forsberg@demo.se", "Fredrik Forsberg"),
 ]
+ANNA, DAVID = PEOPLE[0][0], PEOPLE[3][0]  # David has Hänvisning in the One X demo
 
 
 def stable_id(*parts: str, prefix: str = "") -> str:
@@ -202,13 +212,71 @@ def fortnight(owner: str, index: int, now: datetime) -> list[dict]:
     return events
 
 
-def demo_tenant(now: datetime) -> dict:
+def addin_property_id(addin_id: str) -> str:
+    """The id of the single-value extended property holding the add-in's custom properties."""
+    return f"String {PUBLIC_STRINGS} Name cecp-{addin_id}"
+
+
+def _now_event(owner: str, key: str, subject: str, start: datetime, end: datetime, **extra):
+    # A new changeKey and modification time for each start: the event moved since last time.
+    stamp = f"{start.astimezone(UTC):%Y-%m-%dT%H:%M:%S.0000000Z}"
+    return make_event(
+        owner,
+        key,
+        subject,
+        start,
+        end,
+        changeKey=stable_id(owner, key, stamp)[:16],
+        lastModifiedDateTime=stamp,
+        **extra,
+    )
+
+
+def happening_now(now: datetime, addin_id: str = DEFAULT_ADDIN_ID) -> dict[str, list[dict]]:
+    """Bookings going on at `now` (the sandbox's start), by mailbox, so that someone is away in
+    the demo at any hour, weekends too:
+
+    - Anna: a busy, normal meeting from 30 minutes before to 45 minutes after. The default
+      template makes it a Frånvaro "Möte", shown as "Möte, åter HH:MM" in One X.
+    - David (who has Hänvisning in One X): a customer visit on which the Outlook add-in's
+      choice is a diversion, "Tjänsteresa"; the add-in's choice wins over the rules.
+    """
+    anchor = now.astimezone(UTC).replace(second=0, microsecond=0)
+    choice = {"forwarding": "divert", "reason": "TJANSTERESA", "open_diversion": False}
+    return {
+        ANNA: [
+            _now_event(
+                ANNA,
+                "now-meeting",
+                "Avstämning med Volvo",
+                anchor - timedelta(minutes=30),
+                anchor + timedelta(minutes=45),
+            )
+        ],
+        DAVID: [
+            _now_event(
+                DAVID,
+                "now-addin-divert",
+                "Kundbesök i Södertälje",
+                anchor - timedelta(minutes=20),
+                anchor + timedelta(hours=2),
+                singleValueExtendedProperties=[
+                    {"id": addin_property_id(addin_id), "value": json.dumps(choice)}
+                ],
+            )
+        ],
+    }
+
+
+def demo_tenant(now: datetime, addin_id: str = DEFAULT_ADDIN_ID) -> dict:
     users = {}
     events = {}
+    current = happening_now(now, addin_id)
     for index, (email, name) in enumerate(PEOPLE):
         user = make_user(email, name)
         users[user["id"]] = user
-        events[user["id"]] = {event["id"]: event for event in fortnight(email, index, now)}
+        mailbox = fortnight(email, index, now) + current.get(email, [])
+        events[user["id"]] = {event["id"]: event for event in mailbox}
     return {
         "id": DEMO_TENANT_ID,
         "name": DEMO_TENANT_NAME,

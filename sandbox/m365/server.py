@@ -95,8 +95,10 @@ class Sandbox:
         client_secret=DEFAULT_CLIENT_SECRET,
         state_file=None,
         with_demo=True,
+        addin_id=demo.DEFAULT_ADDIN_ID,
     ):
         self.client_id = client_id
+        self.addin_id = addin_id
         self.client_secret = client_secret
         self.state_file = Path(state_file) if state_file else None
         self.lock = threading.RLock()
@@ -114,8 +116,9 @@ class Sandbox:
         self.peak_in_flight: dict[str, int] = defaultdict(int)
         self.outbox: queue.Queue = queue.Queue()
         threading.Thread(target=self._deliver_forever, daemon=True).start()
+        self.started = now_utc()
         if with_demo:
-            self.tenants[demo.DEMO_TENANT_ID] = demo.demo_tenant(now_utc())
+            self.tenants[demo.DEMO_TENANT_ID] = demo.demo_tenant(self.started, addin_id)
             self.tenants[demo.DEMO_TENANT_ID]["consented"] = True
         self._load()
 
@@ -128,10 +131,19 @@ class Sandbox:
         fresh_demo = self.tenants.get(demo.DEMO_TENANT_ID)
         self.tenants.update(saved.get("tenants", {}))
         self.subscriptions.update(saved.get("subscriptions", {}))
-        if fresh_demo and saved.get("anchor") != date.today().isoformat():
+        if not fresh_demo or demo.DEMO_TENANT_ID not in saved.get("tenants", {}):
+            return
+        if saved.get("anchor") != date.today().isoformat():
             # The demo fortnight is relative to today: rebuild it, keep the consent.
             fresh_demo["consented"] = self.tenants[demo.DEMO_TENANT_ID].get("consented", True)
             self.tenants[demo.DEMO_TENANT_ID] = fresh_demo
+            return
+        # Same day: keep the saved calendars (changes made since), but the bookings going on
+        # "now" are this start's, wherever an earlier start today put them.
+        kept = self.tenants[demo.DEMO_TENANT_ID]
+        for email, events in demo.happening_now(self.started, self.addin_id).items():
+            mailbox = kept["events"].setdefault(demo.user_id(email), {})
+            mailbox.update({event["id"]: event for event in events})
 
     def save(self):
         if not self.state_file:
@@ -1251,6 +1263,7 @@ class M365Server:
         client_id=DEFAULT_CLIENT_ID,
         client_secret=DEFAULT_CLIENT_SECRET,
         with_demo=True,
+        addin_id=demo.DEFAULT_ADDIN_ID,
         ca=None,
     ):
         self.sandbox = Sandbox(
@@ -1258,6 +1271,7 @@ class M365Server:
             client_secret=client_secret,
             state_file=state_file,
             with_demo=with_demo,
+            addin_id=addin_id,
         )
         handler = type("BoundHandler", (Handler,), {"sandbox": self.sandbox})
         self.httpd = ThreadingHTTPServer((host, port), handler)
