@@ -148,6 +148,8 @@ class Sandbox:
     def save(self):
         if not self.state_file:
             return
+        # Under the lock up to the rename: request threads save concurrently (two subscriptions
+        # created at once), and they share the temporary file; the last snapshot must win.
         with self.lock:
             data = json.dumps(
                 {
@@ -156,10 +158,10 @@ class Sandbox:
                     "subscriptions": self.subscriptions,
                 }
             )
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(data)
-        tmp.replace(self.state_file)
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_file.with_suffix(".tmp")
+            tmp.write_text(data)
+            tmp.replace(self.state_file)
 
     def reset_knobs(self):
         self.knobs = {
