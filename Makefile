@@ -22,7 +22,9 @@ setup: $(STAMP)
 
 # The sandboxes, web, Celery worker and beat in one foreground command. Ctrl-C stops all:
 # SIGTERM to the group, then SIGKILL for what still runs after 10 s (a worker holding ETA
-# tasks on the file broker can hang in its warm shutdown).
+# tasks on the file broker can hang in its warm shutdown). The M365 sandbox rebuilds the demo
+# bookings going on "now" at each start, without change notifications: one reconcile of every
+# mailbox is queued, so a restart shows them at once instead of at the hourly reconcile.
 run: setup
 	@trap 'trap "" INT TERM; trap - EXIT; kill -TERM 0; \
 	       for _ in $$(seq 20); do [ -z "$$(jobs -pr)" ] && exit 0; sleep 0.5; done; \
@@ -32,6 +34,8 @@ run: setup
 	$(PY) -m sandbox.wait http://127.0.0.1:8010/_sandbox/health https://127.0.0.1:8011/_sandbox/health || exit 1; \
 	$(PY) manage.py import_directory || echo "One X directory import failed (see above)"; \
 	$(PY) manage.py demo_connect_graph || echo "Exchange Online demo connection failed (see above)"; \
+	$(VENV)/bin/celery -A mss call calendarsync.tasks.reconcile_all_mailboxes >/dev/null \
+	  || echo "Could not queue the start's reconcile (see above)"; \
 	$(VENV)/bin/celery -A mss worker -l info --concurrency 2 & \
 	$(VENV)/bin/celery -A mss beat -l info & \
 	$(PY) manage.py runserver 127.0.0.1:8000 --noreload & \
