@@ -1,8 +1,10 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
+from django.utils.translation import gettext as _now
 from django.utils.translation import gettext_lazy as _
 
+from . import lifecycle, tasks
 from .crypto import mask
 from .models import Activity, Booking, Integration, MailboxSubscription, SyncedUser, SyncRule
 
@@ -37,12 +39,42 @@ class IntegrationAdmin(admin.ModelAdmin):
     search_fields = ["name", "company__name", "tenant_id", "code"]
     autocomplete_fields = ["company"]
     list_select_related = ["company"]
-    readonly_fields = ["code", "status", "last_error", "consented_at", "password_set"]
+    readonly_fields = [
+        "code",
+        "status",
+        "attention",
+        "last_error",
+        "consented_at",
+        "password_set",
+    ]
     inlines = [SyncRuleInline]
 
     @admin.display(description=_("password stored"))
     def password_set(self, obj):
         return mask(obj.ews_password) or "—"
+
+    def save_model(self, request, obj, form, change):
+        # Aktiv goes through the state machine (it removes or restores One X entries).
+        wanted = obj.active
+        if change and "active" in form.changed_data:
+            obj.active = form.initial["active"]
+        super().save_model(request, obj, form, change)
+        if change:
+            lifecycle.set_active(obj, wanted)
+
+    # Deleting goes through the one removal path: One X entries and subscriptions first,
+    # then the rows, in a task; the integration shows "being removed" until then.
+    def delete_model(self, request, obj):
+        lifecycle.remove(obj)
+
+    def delete_queryset(self, request, queryset):
+        for integration in queryset:
+            lifecycle.remove(integration)
+
+    def response_delete(self, request, obj_display, obj_id):
+        response = super().response_delete(request, obj_display, obj_id)
+        messages.info(request, _now("The removal runs in the background."))
+        return response
 
 
 @admin.register(SyncRule)
@@ -62,6 +94,24 @@ class SyncedUserAdmin(admin.ModelAdmin):
     autocomplete_fields = ["integration", "subscription"]
     list_select_related = ["integration"]
     readonly_fields = ["state", *SYNC_STATE_FIELDS]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:  # the same start as every other way of adding a user
+            tasks.start_syncing(SyncedUser.objects.filter(pk=obj.pk))
+
+    # Deleting removes the user's One X entries and subscription first (a task).
+    def delete_model(self, request, obj):
+        tasks.request_user_removal(obj.pk)
+
+    def delete_queryset(self, request, queryset):
+        for pk in queryset.values_list("pk", flat=True):
+            tasks.request_user_removal(pk)
+
+    def response_delete(self, request, obj_display, obj_id):
+        response = super().response_delete(request, obj_display, obj_id)
+        messages.info(request, _now("The removal runs in the background."))
+        return response
 
 
 @admin.register(MailboxSubscription)

@@ -7,7 +7,4 @@ class CalendarsyncConfig(AppConfig):
     verbose_name = _("Calendar sync")
 
     def ready(self):
-        from . import (
-            notifications,  # noqa: F401 - Graph subscription signal receivers
-            receivers,  # noqa: F401 - onex directory signals
-        )
+        from . import receivers  # noqa: F401 - answers to the onex directory's signals

@@ -32,7 +32,33 @@ SETTINGS_HELP = {
 }
 
 
-class IntegrationSettingsForm(forms.ModelForm):
+def unique_name(company, base: str) -> str:
+    """`base`, or "base 2", "base 3" … : the first name none of the company's integrations has."""
+    taken = set(company.integrations.values_list("name", flat=True))
+    return next(
+        name
+        for name in (base if n == 1 else f"{base} {n}" for n in range(1, len(taken) + 2))
+        if name not in taken
+    )
+
+
+class UniqueNameMixin:
+    """An integration's name is unique within its company (the form's instance carries it)."""
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        company_id = self.instance.company_id
+        others = Integration.objects.filter(company_id=company_id, name__iexact=name)
+        if company_id and others.exclude(pk=self.instance.pk).exists():
+            suggestion = unique_name(self.instance.company, name)
+            raise forms.ValidationError(
+                _("Another integration is already called %(name)s. Try %(suggestion)s."),
+                params={"name": name, "suggestion": suggestion},
+            )
+        return name
+
+
+class IntegrationSettingsForm(UniqueNameMixin, forms.ModelForm):
     class Meta:
         model = Integration
         fields = [
@@ -54,7 +80,7 @@ class IntegrationSettingsForm(forms.ModelForm):
         help_texts = SETTINGS_HELP
 
 
-class EwsIntegrationForm(forms.ModelForm):
+class EwsIntegrationForm(UniqueNameMixin, forms.ModelForm):
     """Exchange On Prem: where EWS answers and the impersonation service account."""
 
     ews_url = forms.URLField(
@@ -88,8 +114,11 @@ class EwsIntegrationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if "name" in self.fields:
-            self.fields["name"].initial = _("Exchange On Prem")
+        if "name" in self.fields and not self.instance.pk:
+            base = str(_("Exchange On Prem"))
+            company = self.instance.company if self.instance.company_id else None
+            # A new instance's empty name would win over a field initial.
+            self.initial["name"] = unique_name(company, base) if company else base
         self.fields["ews_username"].required = True
 
     def clean_ews_url(self):

@@ -3,7 +3,9 @@ import uuid
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from onex.models import AbsenceReason, Company, Subscription
@@ -28,12 +30,27 @@ class Integration(models.Model):
         EWS = "ews", _("Exchange On Prem")
 
     class Status(models.TextChoices):
+        """An integration's life (ARCHITECTURE.md); each change is one method below."""
+
         PENDING_CONSENT = "pending_consent", _("awaiting consent")
         # Exchange On Prem: saved, but the EWS connection has not been proven yet.
         UNVERIFIED = "unverified", _("not verified yet")
         CONNECTED = "connected", _("connected")
+        PAUSED = "paused", pgettext_lazy("integration status", "paused")
+        # Consent revoked, credentials rejected or permissions removed: `attention` says which.
+        NEEDS_ATTENTION = "needs_attention", _("needs attention")
+        ERROR = "error", _("error")  # transient: the next good run clears it
+        REMOVING = "removing", _("being removed")
+
+    class Attention(models.TextChoices):
         CONSENT_REVOKED = "consent_revoked", _("consent revoked")
-        ERROR = "error", _("error")
+        CREDENTIALS_REJECTED = "credentials_rejected", _("credentials rejected")
+        PERMISSIONS_REMOVED = "permissions_removed", _("permissions removed")
+
+    # Statuses in which bookings flow (with `active` on).
+    SYNCING = (Status.CONNECTED, Status.ERROR)
+    # Statuses a proven connection (a consent, a verified EWS login) leaves.
+    UNPROVEN = (Status.PENDING_CONSENT, Status.UNVERIFIED, Status.NEEDS_ATTENTION)
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="integrations")
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -52,6 +69,9 @@ class Integration(models.Model):
     all_meetings_private = models.BooleanField(_("all meetings private"), default=True)
     status = models.CharField(
         _("status"), max_length=20, choices=Status, default=Status.PENDING_CONSENT
+    )
+    attention = models.CharField(
+        _("needs attention because"), max_length=30, choices=Attention, blank=True
     )
     last_error = models.TextField(_("last error"), blank=True)
     # Exchange Online (Graph)
@@ -73,6 +93,7 @@ class Integration(models.Model):
                 condition=Q(days_ahead__gte=DAYS_AHEAD_MIN) & Q(days_ahead__lte=DAYS_AHEAD_MAX),
                 name="integration_days_ahead_range",
             ),
+            models.UniqueConstraint(fields=["company", "name"], name="integration_name"),
         ]
 
     def __str__(self):
@@ -80,8 +101,125 @@ class Integration(models.Model):
 
     @property
     def syncing(self) -> bool:
-        """Whether bookings should flow now: active and not waiting for or stripped of consent."""
-        return self.active and self.status in (self.Status.CONNECTED, self.Status.ERROR)
+        """Whether bookings should flow now: active, connected, not paused or stopped."""
+        return self.active and self.status in self.SYNCING
+
+    # ----- the state machine. Each transition is one conditional UPDATE (so concurrent
+    # workers cannot both make it) and records one Activity only when it happened.
+
+    def _transition(self, sources, event, message, *, level="info", **fields) -> bool:
+        fields.setdefault("updated_at", timezone.now())
+        changed = Integration.objects.filter(pk=self.pk, status__in=sources).update(**fields)
+        if changed:
+            # Expressions (the Case in pause) are read back as values.
+            self.refresh_from_db(fields=[f for f in fields if f != "updated_at"])
+            Activity.record(self, event, message, level=level)
+        return bool(changed)
+
+    def connect(self, message: str, *, event="connected", tenant_id: str | None = None) -> bool:
+        """Consent given or connection proven: connected, or paused if Aktiv is off."""
+        fields = {"attention": "", "last_error": "", "consented_at": timezone.now()}
+        if tenant_id is not None:
+            fields["tenant_id"] = tenant_id
+        target = self.Status.CONNECTED if self.active else self.Status.PAUSED
+        return self._transition(
+            [*self.UNPROVEN, self.Status.ERROR], event, message, status=target, **fields
+        )
+
+    def pause(self) -> bool:
+        """Aktiv off. A connected integration becomes paused; one still waiting for consent
+        keeps waiting (and is paused once connected). The caller removes its entries."""
+        if not self.active:
+            return False
+        return self._transition(
+            [s for s in self.Status if s != self.Status.REMOVING],
+            "paused",
+            gettext(
+                "The integration was switched off: its One X entries and change notifications "
+                "are being removed."
+            ),
+            active=False,
+            status=Case(
+                When(status__in=self.SYNCING, then=Value(self.Status.PAUSED)),
+                default=F("status"),
+            ),
+        )
+
+    def resume(self) -> bool:
+        """Aktiv on: a paused integration is connected again (the caller resyncs it)."""
+        if self.active:
+            return False
+        return self._transition(
+            [s for s in self.Status if s != self.Status.REMOVING],
+            "resumed",
+            gettext("The integration was switched on: every user is being synced again."),
+            active=True,
+            status=Case(
+                When(status=self.Status.PAUSED, then=Value(self.Status.CONNECTED)),
+                default=F("status"),
+            ),
+        )
+
+    def needs_attention(self, error) -> bool:
+        """The organisation no longer lets the app in (`error` is a providers AccessLost):
+        syncing stops until an administrator acts. Only the first caller records it."""
+        attention = self.Attention(error.reason)
+        return self._transition(
+            self.SYNCING,
+            attention.value,
+            ATTENTION_MESSAGES[attention] % {"code": error.code or attention.value},
+            level=Activity.Level.ERROR,
+            status=self.Status.NEEDS_ATTENTION,
+            attention=attention,
+            last_error=str(error)[:500],
+        )
+
+    def mark_error(self, message: str) -> bool:
+        """A passing failure of the whole integration (the provider could not be reached)."""
+        return self._transition(
+            [self.Status.CONNECTED],
+            "error",
+            message,
+            level=Activity.Level.WARNING,
+            status=self.Status.ERROR,
+            last_error=message[:500],
+        )
+
+    def clear_error(self) -> bool:
+        """A good run after a passing failure."""
+        return self._transition(
+            [self.Status.ERROR],
+            "recovered",
+            gettext("Syncing works again."),
+            status=self.Status.CONNECTED,
+            last_error="",
+        )
+
+    def start_removal(self) -> bool:
+        return self._transition(
+            [s for s in self.Status if s != self.Status.REMOVING],
+            "removing",
+            gettext("The integration is being removed."),
+            status=self.Status.REMOVING,
+            active=False,
+        )
+
+
+# What the dashboard and the activity log say when an integration needs attention.
+ATTENTION_MESSAGES = {
+    Integration.Attention.CONSENT_REVOKED: _(
+        "The organisation no longer accepts the app (%(code)s). Syncing is paused until an "
+        "administrator gives consent again."
+    ),
+    Integration.Attention.CREDENTIALS_REJECTED: _(
+        "The server rejected the app's credentials (%(code)s). Syncing is paused; contact "
+        "Telenor support, or for Exchange On Prem enter the service account's password again."
+    ),
+    Integration.Attention.PERMISSIONS_REMOVED: _(
+        "The app may no longer read calendars (%(code)s). Syncing is paused until an "
+        "administrator gives consent again (or restores the service account's rights)."
+    ),
+}
 
 
 class SyncRule(models.Model):
@@ -138,6 +276,16 @@ class SyncRule(models.Model):
             raise ValidationError({"open_diversion": _("Open diversion requires Diversion.")})
 
 
+class SyncedUserQuerySet(models.QuerySet):
+    def may_sync(self):
+        """Users whose bookings flow now: a syncing integration and a live One X subscription."""
+        return self.filter(
+            integration__active=True,
+            integration__status__in=Integration.SYNCING,
+            subscription__active=True,
+        )
+
+
 class SyncedUser(models.Model):
     """A mailbox that an integration keeps in step with One X."""
 
@@ -164,6 +312,8 @@ class SyncedUser(models.Model):
     sync_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     sync_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("added"), auto_now_add=True)
+
+    objects = SyncedUserQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("synced user")
@@ -298,9 +448,13 @@ class Activity(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.event}"
 
     @classmethod
-    def record(cls, integration, event, message, *, level=Level.INFO, synced_user=None):
+    def record(
+        cls, integration, event, message, *, level=Level.INFO, synced_user=None, company_id=None
+    ):
+        """One log line about `integration` (or, with integration None, about the company:
+        an integration that is gone)."""
         return cls.objects.create(
-            company_id=integration.company_id,
+            company_id=company_id or integration.company_id,
             integration=integration,
             synced_user=synced_user,
             event=event,

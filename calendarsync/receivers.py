@@ -5,6 +5,7 @@ from django.utils.translation import gettext as _
 
 from onex.signals import subscriptions_deactivated, subscriptions_reactivated
 
+from . import tasks
 from .models import Activity, SyncedUser
 
 
@@ -35,8 +36,6 @@ def mark_users_of_vanished_subscriptions(sender, company, subscriptions, **kwarg
 
 @receiver(subscriptions_reactivated)
 def resume_users_of_returned_subscriptions(sender, company, subscriptions, **kwargs):
-    from .sync import request_syncs
-
     users = list(
         SyncedUser.objects.filter(
             subscription__in=subscriptions, state=SyncedUser.State.ERROR
@@ -52,5 +51,5 @@ def resume_users_of_returned_subscriptions(sender, company, subscriptions, **kwa
             _("The user's One X subscription is back; syncing resumes."),
             synced_user=user,
         )
-    # Many subscriptions may come back at once: bulk runs read their mailboxes in batches.
-    request_syncs(SyncedUser.objects.filter(pk__in=[user.pk for user in users]))
+    # Many subscriptions may come back at once: subscribed and synced in bulk.
+    tasks.start_syncing(SyncedUser.objects.filter(pk__in=[user.pk for user in users]))

@@ -12,6 +12,7 @@ from hashlib import blake2b
 
 from onex.operations import AbsenceEntry, DeleteAbsence, Operation, OperationResult, PutAbsence
 
+from .models import Booking
 from .rules import Plan, PlannedAbsence
 
 
@@ -124,8 +125,6 @@ BOOKING_UPDATE_FIELDS = [
 
 def record(synced_user, settlement: Settlement, pushed_at: datetime) -> None:
     """Write what One X accepted into Booking rows (and only that)."""
-    from .models import Booking
-
     if settlement.written:
         Booking.objects.bulk_create(
             [

@@ -1,51 +1,54 @@
-"""A mailbox's sync: fetch → plan → reconcile → push, and removing a synced user.
+"""A mailbox's sync: fetch → plan → reconcile → push.
 
 Runs of one mailbox never interleave: a run claims the mailbox with a conditional UPDATE of
 `sync_started_at` (a claim older than LOCK_STALE_AFTER counts as abandoned). Triggers only
-stamp `sync_requested_at` and enqueue a task when none is pending, so a burst of change
-notifications costs one run.
+stamp `sync_requested_at` (`stamp_request`, `stamp_requests`); `tasks` enqueues a run for the
+mailboxes that had none pending, so a burst of change notifications costs one run.
 
-One mailbox (a change notification) runs alone: `request_sync` → `sync_mailbox`. Many mailboxes
-(settings or rules saved, the periodic reconcile, a first sync) run in chunks of up to 20 of
-one integration whose calendars are read with one bulk fetch (one Graph $batch):
-`request_syncs` → `sync_mailboxes`. Each mailbox still has its own lock and outcome.
+One mailbox (a change notification) runs alone: `sync_mailbox`. Many mailboxes (settings or
+rules saved, the periodic reconcile, a first sync) run in chunks of one integration, as many
+as its provider reads in one bulk request (`bulk_size`): `sync_mailboxes`. Each mailbox still
+has its own lock and outcome.
 """
 
+import enum
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from onex.operations import AbsenceWriter, DeleteAbsence
+from onex.client import get_client
+from onex.operations import AbsenceWriter
 
-from . import planning, reconcile
+from . import planning, providers, reconcile
 from .models import Activity, Integration, SyncedUser
-from .notifications import mark_consent_revoked
-from .providers import provider_for
-from .providers.base import CalendarProvider, ConsentRevoked, ProviderError
+from .providers.base import AccessLost, CalendarProvider, ProviderError
 
 logger = logging.getLogger(__name__)
 
 LOCK_STALE_AFTER = timedelta(minutes=10)  # well past the Celery task time limit
 REQUEST_STALE_AFTER = timedelta(minutes=10)  # a request whose task got lost
-DEBOUNCE_SECONDS = 5
 
 
 def default_writer() -> AbsenceWriter:
-    from onex.client import get_client  # the One X client; imported late on purpose
-
     return get_client()
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    BUSY = "busy"  # another run holds the mailbox
+    INACTIVE = "inactive"  # the mailbox may not sync now (paused, no consent, no subscription)
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
 class SyncOutcome:
-    status: str  # "ok", "busy" (another run holds the mailbox), "inactive", "failed"
+    status: Status
     written: int = 0
     deleted: int = 0
     failed: int = 0
@@ -54,15 +57,7 @@ class SyncOutcome:
 
     @property
     def retry(self) -> bool:
-        return self.status == "failed" and not self.permanent
-
-
-class SyncBusy(Exception):
-    """Another run holds the mailbox."""
-
-
-class RemovalIncomplete(Exception):
-    """One X did not delete every entry; the user is kept so a retry can finish the job."""
+        return self.status == Status.FAILED and not self.permanent
 
 
 def claim(synced_user: SyncedUser, now: datetime) -> bool:
@@ -81,22 +76,20 @@ def release(synced_user: SyncedUser, claimed_at: datetime) -> None:
     )
 
 
-def request_sync(synced_user: SyncedUser, *, countdown: int = DEBOUNCE_SECONDS) -> bool:
-    """Mark the mailbox dirty; enqueue a run unless one is already pending. True if enqueued."""
+def _due(now: datetime) -> Q:
+    return Q(sync_requested_at__isnull=True) | Q(sync_requested_at__lt=now - REQUEST_STALE_AFTER)
+
+
+def stamp_request(synced_user_id: int) -> bool:
+    """Mark the mailbox dirty. True if no run was pending (the caller enqueues one); a mailbox
+    that may not sync now gets no stamp, so nothing waits on a run that would do nothing."""
     now = timezone.now()
-    first = (
-        SyncedUser.objects.filter(pk=synced_user.pk)
-        .filter(
-            Q(sync_requested_at__isnull=True) | Q(sync_requested_at__lt=now - REQUEST_STALE_AFTER)
-        )
+    return bool(
+        SyncedUser.objects.may_sync()
+        .filter(pk=synced_user_id)
+        .filter(_due(now))
         .update(sync_requested_at=now)
     )
-    if first:
-        from .tasks import sync_mailbox as task
-
-        pk = synced_user.pk
-        transaction.on_commit(lambda: task.apply_async((pk,), countdown=countdown))
-    return bool(first)
 
 
 def sync_mailbox(
@@ -111,9 +104,10 @@ def sync_mailbox(
     now = now or timezone.now()
     integration = synced_user.integration
     if not _may_sync(synced_user, integration):
-        return SyncOutcome("inactive")
+        _drop_request(synced_user)
+        return SyncOutcome(Status.INACTIVE)
     if not claim(synced_user, now):
-        return SyncOutcome("busy")
+        return SyncOutcome(Status.BUSY)
     return _run_claimed(
         synced_user,
         integration,
@@ -129,12 +123,13 @@ def sync_mailboxes(
     writer: AbsenceWriter | None = None,
     now: datetime | None = None,
 ) -> dict[int, SyncOutcome]:
-    """sync_mailbox for a chunk of mailboxes (up to CHUNK_SIZE of one integration), reading
-    their calendars with one bulk fetch (one Graph $batch) instead of one read per mailbox.
+    """sync_mailbox for a chunk of mailboxes of one integration, reading their calendars with
+    one bulk fetch instead of one read per mailbox.
 
     Each mailbox keeps its own lock and outcome: a mailbox another run holds is skipped
-    ("busy"), an unknown mailbox is that user's error, and a revoked consent pauses the
-    integration once. Returns each found user's outcome by id (deleted users are left out).
+    ("busy"), an unknown mailbox is that user's error, and lost access stops the integration
+    once (needs attention). Returns each found user's outcome by id (deleted users are left
+    out).
     """
     now = now or timezone.now()
     users = list(
@@ -157,29 +152,33 @@ def _sync_group(users, integration, provider, writer, now) -> dict[int, SyncOutc
     outcomes, claimed = {}, []
     for user in users:
         if not _may_sync(user, integration):
-            outcomes[user.pk] = SyncOutcome("inactive")
+            _drop_request(user)
+            outcomes[user.pk] = SyncOutcome(Status.INACTIVE)
         elif not claim(user, now):
-            outcomes[user.pk] = SyncOutcome("busy")
+            outcomes[user.pk] = SyncOutcome(Status.BUSY)
         else:
             claimed.append(user)
     if not claimed:
         return outcomes
     try:
-        fetched = _fetch_many(provider or provider_for(integration), claimed, integration, now)
-    except ConsentRevoked as exc:
-        # The whole integration is paused (one Activity); the users' own states stay as they
-        # are: nothing is wrong with their mailboxes, and a new consent resyncs them all.
-        mark_consent_revoked(integration, exc)
+        fetched = _fetch_many(
+            provider or providers.provider_for(integration), claimed, integration, now
+        )
+    except AccessLost as exc:
+        # The whole integration stops (one Activity); the users' own states stay as they
+        # are: nothing is wrong with their mailboxes, and fixing the access resyncs them all.
+        integration.needs_attention(exc)
         for user in claimed:
             release(user, now)
-            outcomes[user.pk] = SyncOutcome("inactive")
+            outcomes[user.pk] = SyncOutcome(Status.INACTIVE)
         return outcomes
-    except ProviderError as exc:  # the bulk request failed as a whole (e.g. throttled)
+    except ProviderError as exc:  # the bulk request failed as a whole (e.g. unreachable)
+        integration.mark_error(_provider_message(exc))
         fetched = {user.email: exc for user in claimed}
     except Exception as exc:  # a bug: record it on every claimed user, free them, surface it
         logger.exception("Bulk read for integration %s failed", integration.pk)
         for user in claimed:
-            _record(user, integration, SyncOutcome("failed", error=type(exc).__name__), now)
+            _record(user, integration, SyncOutcome(Status.FAILED, error=type(exc).__name__), now)
             release(user, now)
         raise
     for user in claimed:
@@ -203,6 +202,11 @@ def _may_sync(synced_user: SyncedUser, integration: Integration) -> bool:
     return integration.syncing and synced_user.subscription.active
 
 
+def _drop_request(synced_user: SyncedUser) -> None:
+    # The run would do nothing: leave no pending request that would hold back the next one.
+    SyncedUser.objects.filter(pk=synced_user.pk).update(sync_requested_at=None)
+
+
 def _run_claimed(synced_user, integration, now, work, *, reraise=True) -> SyncOutcome:
     """Do `work` for a mailbox this run has claimed: record its outcome, always release the
     lock. An unexpected exception is recorded as a failure, then raised (or, in a bulk run,
@@ -211,7 +215,7 @@ def _run_claimed(synced_user, integration, now, work, *, reraise=True) -> SyncOu
         outcome = work()
     except Exception as exc:  # an unexpected bug must not leave the mailbox locked
         logger.exception("Sync of synced user %s failed", synced_user.pk)
-        crashed = SyncOutcome("failed", permanent=not reraise, error=f"{type(exc).__name__}")
+        crashed = SyncOutcome(Status.FAILED, permanent=not reraise, error=type(exc).__name__)
         _record(synced_user, integration, crashed, now)
         if reraise:
             raise
@@ -227,7 +231,7 @@ def _window(integration: Integration, now: datetime) -> tuple[datetime, datetime
 
 
 def _fetch_and_push(synced_user, integration, provider, writer, now) -> SyncOutcome:
-    provider = provider or provider_for(integration)
+    provider = provider or providers.provider_for(integration)
     start, end = _window(integration, now)
     try:
         items = provider.fetch(
@@ -236,9 +240,11 @@ def _fetch_and_push(synced_user, integration, provider, writer, now) -> SyncOutc
             end,
             include_subject=not integration.all_meetings_private,
         )
-    except ConsentRevoked as exc:
-        mark_consent_revoked(integration, exc)
-        return SyncOutcome("failed", permanent=True, error=_("The organisation revoked consent."))
+    except AccessLost as exc:
+        integration.needs_attention(exc)
+        return SyncOutcome(
+            Status.FAILED, permanent=True, error=_("The organisation withdrew the app's access.")
+        )
     except ProviderError as exc:
         return _fetch_failed(exc)
     return _push(synced_user, integration, items, writer, now)
@@ -247,8 +253,8 @@ def _fetch_and_push(synced_user, integration, provider, writer, now) -> SyncOutc
 def _fetch_many(provider, users, integration, now) -> dict[str, list | ProviderError]:
     """Read the claimed mailboxes' windows: one bulk call when the provider has one.
 
-    Raises ConsentRevoked when the organisation withdrew the app's access (also when the
-    provider reports it for any single mailbox: it concerns the whole integration).
+    Raises AccessLost when the organisation withdrew the app's access (also when the provider
+    reports it for any single mailbox: it concerns the whole integration).
     """
     start, end = _window(integration, now)
     include_subject = not integration.all_meetings_private
@@ -262,18 +268,18 @@ def _fetch_many(provider, users, integration, now) -> dict[str, list | ProviderE
                 results[mailbox] = provider.fetch(
                     mailbox, start, end, include_subject=include_subject
                 )
-            except ConsentRevoked:
+            except AccessLost:
                 raise
             except ProviderError as exc:
                 results[mailbox] = exc
-    revoked = next((r for r in results.values() if isinstance(r, ConsentRevoked)), None)
+    revoked = next((r for r in results.values() if isinstance(r, AccessLost)), None)
     if revoked is not None:
         raise revoked
     return results
 
 
 def _fetch_failed(exc: ProviderError) -> SyncOutcome:
-    return SyncOutcome("failed", permanent=exc.permanent, error=_provider_message(exc))
+    return SyncOutcome(Status.FAILED, permanent=exc.permanent, error=_provider_message(exc))
 
 
 def _push(synced_user, integration, items, writer, now, shared=None) -> SyncOutcome:
@@ -281,22 +287,22 @@ def _push(synced_user, integration, items, writer, now, shared=None) -> SyncOutc
     plan = planning.plan_for_synced_user(synced_user, items, now=now, shared=shared)
     operations = reconcile.diff(plan, reconcile.stored_bookings(synced_user))
     if not operations:
-        return SyncOutcome("ok")
+        return SyncOutcome(Status.OK)
     writer = writer or default_writer()
     try:
         results = writer.apply(integration.company.onex_id, operations)
     except Exception as exc:  # the whole call failed: nothing was accepted
         permanent = bool(getattr(exc, "permanent", False))
-        return SyncOutcome("failed", permanent=permanent, error=_onex_message(exc))
+        return SyncOutcome(Status.FAILED, permanent=permanent, error=_onex_message(exc))
     settlement = reconcile.settle(plan, results)
     reconcile.record(synced_user, settlement, now)
     written, deleted = len(settlement.written), len(settlement.deleted)
     if not settlement.failures:
-        return SyncOutcome("ok", written=written, deleted=deleted)
+        return SyncOutcome(Status.OK, written=written, deleted=deleted)
     permanent = settlement.permanent_failures
     first = (permanent or settlement.failures)[0]
     return SyncOutcome(
-        "failed",
+        Status.FAILED,
         written=written,
         deleted=deleted,
         failed=len(settlement.failures),
@@ -320,11 +326,13 @@ def _onex_message(exc: Exception) -> str:
 
 def _record(synced_user, integration, outcome: SyncOutcome, now) -> None:
     was = synced_user.state
-    if outcome.status == "ok":
+    if outcome.status == Status.OK:
+        if integration.status == Integration.Status.ERROR:
+            integration.clear_error()
         synced_user.state = SyncedUser.State.OK
         synced_user.last_error = ""
         synced_user.last_synced_at = now
-    elif outcome.status == "failed":
+    elif outcome.status == Status.FAILED:
         synced_user.state = SyncedUser.State.ERROR
         synced_user.last_error = outcome.error
     else:
@@ -341,7 +349,7 @@ def _record(synced_user, integration, outcome: SyncOutcome, now) -> None:
             ngettext("%(n)d absence removed", "%(n)d absences removed", outcome.deleted)
             % {"n": outcome.deleted}
         )
-    if outcome.status == "failed":
+    if outcome.status == Status.FAILED:
         Activity.record(
             integration,
             "sync_failed",
@@ -358,98 +366,26 @@ def _record(synced_user, integration, outcome: SyncOutcome, now) -> None:
         )
 
 
-def remove_synced_user(synced_user: SyncedUser, writer: AbsenceWriter | None = None) -> None:
-    """Stop syncing a mailbox: delete its One X entries, then its bookings, row and email.
+def stamp_requests(users) -> list[list[int]]:
+    """stamp_request for many mailboxes at once: the ids newly requested, in chunks of one
+    integration each as large as its provider reads in one bulk request.
 
-    If One X cannot delete every entry, the user stays (minus the entries that went) and
-    RemovalIncomplete is raised so a retry finishes the job. An entry One X no longer knows
-    (a permanent failure such as a vanished subscription) counts as deleted.
+    `users` is a SyncedUser queryset (not sliced). One UPDATE stamps every mailbox that may
+    sync and has no pending run; only those are returned.
     """
     now = timezone.now()
-    if not claim(synced_user, now):
-        raise SyncBusy()
-    try:
-        subscription_id = synced_user.subscription.onex_id
-        operations = [
-            DeleteAbsence(subscription_id, external_id)
-            for external_id in synced_user.bookings.values_list("external_id", flat=True)
-        ]
-        if operations:
-            writer = writer or default_writer()
-            results = writer.apply(synced_user.integration.company.onex_id, operations)
-            gone = [r.operation.external_id for r in results if r.ok or r.permanent]
-            synced_user.bookings.filter(external_id__in=gone).delete()
-            if len(gone) < len(operations):
-                raise RemovalIncomplete(f"{len(operations) - len(gone)} entries left")
-        integration = synced_user.integration
-        synced_user.delete()
-    finally:
-        release(synced_user, now)
-    Activity.record(
-        integration,
-        "user_removed",
-        ngettext(
-            "A user was removed; %(n)d One X entry deleted.",
-            "A user was removed; %(n)d One X entries deleted.",
-            len(operations),
-        )
-        % {"n": len(operations)},
-    )
-
-
-# A bulk run reads this many mailboxes with one bulk fetch: Graph's $batch limit.
-CHUNK_SIZE = 20
-# Bulk requests spread their chunks over this many seconds (one chunk a second) so a resync
-# of thousands of mailboxes does not start in one second; the periodic reconcile spreads wider.
-RESYNC_SPREAD_SECONDS = 60
-RECONCILE_SPREAD_SECONDS = 300
-
-
-def request_syncs(
-    users,
-    *,
-    countdown: int = DEBOUNCE_SECONDS,
-    spread_seconds: int = RESYNC_SPREAD_SECONDS,
-) -> int:
-    """request_sync for many mailboxes at once: returns how many runs were newly requested.
-
-    `users` is a SyncedUser queryset (not sliced). One UPDATE stamps every mailbox without a
-    pending run; only those get a run, in tasks of up to CHUNK_SIZE mailboxes of one
-    integration (each task reads its mailboxes with one bulk fetch). The tasks are enqueued
-    after the transaction commits, the first after `countdown` seconds, one more chunk each
-    second up to `spread_seconds`.
-    """
-    now = timezone.now()
-    due = Q(sync_requested_at__isnull=True) | Q(sync_requested_at__lt=now - REQUEST_STALE_AFTER)
-    if not users.filter(due).update(sync_requested_at=now):
-        return 0
+    if not users.may_sync().filter(_due(now)).update(sync_requested_at=now):
+        return []
     # The stamp tells which mailboxes this call requested (an UPDATE returns only a count);
     # a request racing with us either stamped first (and enqueued) or finds ours pending.
     requested = (
         users.filter(sync_requested_at=now)
         .order_by("integration_id", "pk")
-        .values_list("integration_id", "pk")
+        .values_list("integration__kind", "integration_id", "pk")
     )
     chunks = []
-    for _integration_id, rows in groupby(requested, key=lambda row: row[0]):
-        ids = [pk for _, pk in rows]
-        chunks += [ids[i : i + CHUNK_SIZE] for i in range(0, len(ids), CHUNK_SIZE)]
-
-    def enqueue():
-        from .tasks import sync_mailboxes as task
-
-        for index, chunk in enumerate(chunks):
-            task.apply_async((chunk,), countdown=countdown + index % max(spread_seconds, 1))
-
-    transaction.on_commit(enqueue)
-    return sum(len(chunk) for chunk in chunks)
-
-
-def request_all_syncs() -> int:
-    """Request a run for every mailbox of every syncing integration; returns how many."""
-    users = SyncedUser.objects.filter(
-        integration__active=True,
-        integration__status__in=[Integration.Status.CONNECTED, Integration.Status.ERROR],
-        subscription__active=True,
-    )
-    return request_syncs(users, spread_seconds=RECONCILE_SPREAD_SECONDS)
+    for (kind, _integration_id), rows in groupby(requested, key=lambda row: row[:2]):
+        ids = [pk for *_, pk in rows]
+        size = providers.bulk_size(kind)
+        chunks += [ids[i : i + size] for i in range(0, len(ids), size)]
+    return chunks

@@ -1,16 +1,118 @@
+"""Celery tasks, and the one module that enqueues them.
+
+Every enqueue goes through the `request_*` functions at the top and happens after the
+current transaction commits, so a worker always sees the rows it is handed. Tasks take ids,
+load rows, and call one plain function of the sync core.
+"""
+
+from itertools import groupby
+
 from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
 
-from . import retention, sync
-from .models import SyncedUser
+from . import removal, retention, subscriptions, sync
+from .models import Integration, MailboxSubscription, SyncedUser
+from .providers.base import Notice, NoticeKind
 
-
-@shared_task
-def purge_expired_bookings():
-    return retention.purge_expired_bookings()
-
-
+DEBOUNCE_SECONDS = 5  # a burst of notifications for one mailbox costs one run
+# Bulk requests spread their chunks over this many seconds (one chunk a second) so a resync
+# of thousands of mailboxes does not start in one second; the periodic reconcile spreads wider.
+RESYNC_SPREAD_SECONDS = 60
+RECONCILE_SPREAD_SECONDS = 300
 # A run that found its mailbox busy tries again this much later (the pending request stays).
 BUSY_RETRY_SECONDS = 30
+REMOVAL_RETRY_SECONDS = 60
+
+
+# ----- enqueueing, after commit
+
+
+def request_sync(synced_user_id: int, *, countdown: int = DEBOUNCE_SECONDS) -> bool:
+    """Mark one mailbox dirty; enqueue a run unless one is pending. True if enqueued."""
+    if not sync.stamp_request(synced_user_id):
+        return False
+    transaction.on_commit(lambda: sync_mailbox.apply_async((synced_user_id,), countdown=countdown))
+    return True
+
+
+def request_syncs(
+    users, *, countdown: int = DEBOUNCE_SECONDS, spread_seconds: int = RESYNC_SPREAD_SECONDS
+) -> int:
+    """Mark many mailboxes (a SyncedUser queryset) dirty; the ones without a pending run get
+    one, in chunks the provider reads with one bulk request. Returns how many were requested.
+    The first chunk starts after `countdown` seconds, one more each second up to
+    `spread_seconds`."""
+    chunks = sync.stamp_requests(users)
+
+    def enqueue():
+        for index, chunk in enumerate(chunks):
+            sync_mailboxes.apply_async(
+                (chunk,), countdown=countdown + index % max(spread_seconds, 1)
+            )
+
+    if chunks:
+        transaction.on_commit(enqueue)
+    return sum(len(chunk) for chunk in chunks)
+
+
+def request_subscriptions(users, *, renew_all: bool = False) -> int:
+    """Subscribe (or renew) the mailboxes of `users` in parallel chunks of one integration."""
+    rows = users.order_by("integration_id", "pk").values_list("integration_id", "pk")
+    chunks = []
+    for _integration_id, group in groupby(rows, key=lambda row: row[0]):
+        ids = [pk for _, pk in group]
+        size = subscriptions.CHUNK_SIZE
+        chunks += [ids[i : i + size] for i in range(0, len(ids), size)]
+
+    def enqueue():
+        for chunk in chunks:
+            ensure_subscriptions.delay(chunk, renew_all)
+
+    if chunks:
+        transaction.on_commit(enqueue)
+    return sum(len(chunk) for chunk in chunks)
+
+
+def start_syncing(users) -> int:
+    """Every path that adds users or brings them back (added one by one, CSV import, a
+    returning One X subscription, a consent, Aktiv on) calls this: subscribe them to change
+    notifications and sync them."""
+    request_subscriptions(users)
+    return request_syncs(users)
+
+
+def request_user_removal(synced_user_id: int) -> None:
+    remove_synced_user.delay_on_commit(synced_user_id)
+
+
+def request_clear(integration: Integration) -> None:
+    """Aktiv off: end the integration's subscriptions and delete its One X entries."""
+    clear_integration.delay_on_commit(integration.pk)
+
+
+def request_integration_removal(integration: Integration) -> None:
+    remove_integration.delay_on_commit(integration.pk)
+
+
+def act_on_notices(notices: list[Notice]) -> None:
+    """What a provider's notification endpoint hands over: each mailbox is synced once,
+    subscriptions are renewed or made again as the provider asked."""
+    MailboxSubscription.objects.filter(
+        pk__in={notice.mailbox_subscription_id for notice in notices}
+    ).update(last_notification_at=timezone.now())
+    by_kind: dict[NoticeKind, set[int]] = {}
+    for notice in notices:
+        by_kind.setdefault(notice.kind, set()).add(notice.synced_user_id)
+    for user_id in by_kind.get(NoticeKind.CHANGED, set()) | by_kind.get(NoticeKind.MISSED, set()):
+        request_sync(user_id)
+    if renew := by_kind.get(NoticeKind.RENEW):
+        ensure_subscriptions.delay_on_commit(sorted(renew), True)
+    if gone := by_kind.get(NoticeKind.RESUBSCRIBE):
+        resubscribe.delay_on_commit(sorted(gone))
+
+
+# ----- syncing
 
 
 def _synced_user(synced_user_id):
@@ -27,7 +129,7 @@ def sync_mailbox(self, synced_user_id):
     if synced_user is None:
         return "gone"
     outcome = sync.sync_mailbox(synced_user)
-    if outcome.status == "busy" and not self.request.is_eager:
+    if outcome.status == sync.Status.BUSY and not self.request.is_eager:
         self.apply_async((synced_user_id,), countdown=BUSY_RETRY_SECONDS)
     elif outcome.retry and self.request.retries < self.max_retries:
         raise self.retry(countdown=min(60 * 2**self.request.retries, 900))
@@ -36,9 +138,9 @@ def sync_mailbox(self, synced_user_id):
 
 @shared_task(bind=True, max_retries=5)
 def sync_mailboxes(self, synced_user_ids):
-    """A chunk of mailboxes of one integration, read with one bulk fetch (sync.request_syncs)."""
+    """A chunk of mailboxes of one integration, read with one bulk fetch (request_syncs)."""
     outcomes = sync.sync_mailboxes(synced_user_ids)
-    busy = [pk for pk, outcome in outcomes.items() if outcome.status == "busy"]
+    busy = [pk for pk, outcome in outcomes.items() if outcome.status == sync.Status.BUSY]
     if busy and not self.request.is_eager:
         self.apply_async((busy,), countdown=BUSY_RETRY_SECONDS)
     retry = [pk for pk, outcome in outcomes.items() if outcome.retry]
@@ -53,7 +155,56 @@ def sync_mailboxes(self, synced_user_ids):
 
 @shared_task
 def reconcile_all_mailboxes():
-    return sync.request_all_syncs()
+    """Beat: every mailbox of every syncing integration, spread over five minutes."""
+    return request_syncs(SyncedUser.objects.all(), spread_seconds=RECONCILE_SPREAD_SECONDS)
+
+
+@shared_task
+def purge_expired_bookings():
+    return retention.purge_expired_bookings()
+
+
+# ----- change-notification subscriptions
+
+
+@shared_task(bind=True, max_retries=4)
+def ensure_subscriptions(self, synced_user_ids, renew_all=False):
+    """Subscribe, renew or recreate a chunk's subscriptions (subscriptions.ensure)."""
+    users = (
+        SyncedUser.objects.select_related("integration")
+        .filter(pk__in=synced_user_ids)
+        .order_by("integration_id")
+    )
+    failed = []
+    for _integration_id, group in groupby(users, key=lambda user: user.integration_id):
+        result = subscriptions.ensure(list(group), renew_all=renew_all)
+        if result.resync:
+            request_syncs(SyncedUser.objects.filter(pk__in=result.resync))
+        failed += result.failed_ids
+    # Not subscribed yet (e.g. our endpoint was not reachable for the provider's validation):
+    # try a few more times; the renewal beat keeps trying after that.
+    if failed and not self.request.is_eager and self.request.retries < self.max_retries:
+        raise self.retry(args=(failed, renew_all), countdown=30 * 2**self.request.retries)
+
+
+@shared_task
+def renew_subscriptions():
+    """Beat: subscribe mailboxes without a subscription, renew those close to expiry, retry
+    failed ones; in parallel chunks. Integrations that do not sync are left alone."""
+    return request_subscriptions(subscriptions.due_users())
+
+
+@shared_task
+def resubscribe(synced_user_ids):
+    """The provider dropped these subscriptions: forget them, subscribe again, and sync what
+    may have been missed meanwhile."""
+    MailboxSubscription.objects.filter(synced_user_id__in=synced_user_ids).delete()
+    users = SyncedUser.objects.filter(pk__in=synced_user_ids)
+    request_subscriptions(users)
+    request_syncs(users)
+
+
+# ----- removing
 
 
 @shared_task(bind=True, max_retries=10)
@@ -62,51 +213,33 @@ def remove_synced_user(self, synced_user_id):
     if synced_user is None:
         return "gone"
     try:
-        sync.remove_synced_user(synced_user)
-    except (sync.SyncBusy, sync.RemovalIncomplete) as exc:
-        raise self.retry(countdown=60, exc=exc) from exc
+        removal.remove_synced_user(synced_user)
+    except removal.RemovalIncomplete as exc:
+        raise self.retry(countdown=REMOVAL_RETRY_SECONDS, exc=exc) from exc
     return "removed"
 
 
-# ----- Exchange Online change notifications (calendarsync.notifications)
+@shared_task(bind=True, max_retries=20)
+def clear_integration(self, integration_id):
+    """Aktiv off: unless it was switched on again meanwhile, its entries and subscriptions go."""
+    integration = Integration.objects.filter(pk=integration_id, active=False).first()
+    if integration is None or integration.status == Integration.Status.REMOVING:
+        return "skipped"
+    try:
+        return removal.clear_integration(integration)
+    except removal.RemovalIncomplete as exc:
+        raise self.retry(countdown=REMOVAL_RETRY_SECONDS, exc=exc) from exc
 
 
-@shared_task(bind=True, max_retries=4)
-def ensure_graph_subscription(self, synced_user_id):
-    from .notifications import ensure_subscription
-
-    user = SyncedUser.objects.select_related("integration").filter(pk=synced_user_id).first()
-    if user is None or ensure_subscription(user) is not None or not user.integration.syncing:
-        return
-    # Not subscribed yet (e.g. our webhook was not reachable for Graph's validation): try a
-    # few more times; the renewal beat keeps trying after that.
-    if not self.request.is_eager and self.request.retries < self.max_retries:
-        raise self.retry(countdown=30 * 2**self.request.retries)
-
-
-@shared_task
-def renew_graph_subscriptions():
-    from .notifications import renew_due
-
-    return renew_due()
-
-
-@shared_task
-def handle_graph_lifecycle(mailbox_subscription_id, event):
-    from .models import MailboxSubscription
-    from .notifications import handle_lifecycle
-
-    subscription = (
-        MailboxSubscription.objects.select_related("synced_user__integration")
-        .filter(pk=mailbox_subscription_id)
-        .first()
-    )
-    if subscription is not None:
-        handle_lifecycle(subscription, event)
-
-
-@shared_task
-def delete_graph_subscription(tenant_id, provider_subscription_id):
-    from .notifications import delete_remote
-
-    delete_remote(tenant_id, provider_subscription_id)
+@shared_task(bind=True, max_retries=20)
+def remove_integration(self, integration_id):
+    integration = Integration.objects.filter(
+        pk=integration_id, status=Integration.Status.REMOVING
+    ).first()
+    if integration is None:
+        return "gone"
+    try:
+        removal.remove_integration(integration)
+    except removal.RemovalIncomplete as exc:
+        raise self.retry(countdown=REMOVAL_RETRY_SECONDS, exc=exc) from exc
+    return "removed"

@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import include, path
 
-from . import consent, views, webhooks
+from . import views
 
 app_name = "calendarsync"
 
@@ -10,6 +10,7 @@ urlpatterns = [
     path("add/", views.integration_add, name="integration_add"),
     path("add/on-prem/", views.integration_add_ews, name="integration_add_ews"),
     path("<uuid:code>/", views.integration_settings, name="integration"),
+    path("<uuid:code>/remove/", views.integration_remove, name="integration_remove"),
     path("<uuid:code>/connection/", views.integration_connection, name="integration_connection"),
     path("<uuid:code>/rules/", views.rules, name="rules"),
     path("<uuid:code>/rules/new/", views.rule_new, name="rule_new"),
@@ -26,9 +27,6 @@ urlpatterns = [
     path("<uuid:code>/users/suggest/", views.user_suggestions, name="user_suggestions"),
     path("<uuid:code>/dashboard/", views.dashboard, name="dashboard"),
     path("<uuid:code>/dashboard/timeline/", views.dashboard_timeline, name="dashboard_timeline"),
-    # Exchange Online: admin consent (people) and Graph change notifications (Microsoft).
-    path("graph/<uuid:code>/consent/", consent.graph_consent_start, name="graph_consent_start"),
-    path("graph/consent/callback/", consent.graph_consent_callback, name="graph_consent_callback"),
-    path("graph/notifications/", webhooks.graph_notifications, name="graph_notifications"),
-    path("graph/lifecycle/", webhooks.graph_lifecycle, name="graph_lifecycle"),
+    # Each provider's own pages and notification endpoints.
+    path("graph/", include("calendarsync.providers.graph.urls")),
 ]

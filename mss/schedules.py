@@ -12,8 +12,8 @@ PERIODIC_TASKS = {
         "task": "calendarsync.tasks.reconcile_all_mailboxes",
         "schedule": crontab(minute=40),
     },
-    "Renew Exchange Online change-notification subscriptions": {
-        "task": "calendarsync.tasks.renew_graph_subscriptions",
+    "Renew change-notification subscriptions": {
+        "task": "calendarsync.tasks.renew_subscriptions",
         "schedule": crontab(minute="*/30"),
     },
     "Import the One X directory (subscriptions and absence reasons)": {
@@ -21,3 +21,6 @@ PERIODIC_TASKS = {
         "schedule": crontab(minute="*/15"),
     },
 }
+
+# Tasks that no longer exist: install_schedules removes their beat entries.
+RETIRED_TASKS = ["calendarsync.tasks.renew_graph_subscriptions"]

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from calendarsync import planning, sync, tasks
+from calendarsync import planning, providers, sync, tasks
 from calendarsync.models import Activity, Booking, Integration, SyncedUser
 from calendarsync.providers.base import ConsentRevoked, MailboxNotFound
 from calendarsync.providers.memory import InMemoryCalendar
@@ -68,7 +68,7 @@ def test_it_enqueues_a_burst_for_45_mailboxes_as_three_chunk_tasks_once(
 ):
     users = make_users(integration, 45)
     with django_capture_on_commit_callbacks(execute=True):
-        counts = [sync.request_syncs(integration.users.all()) for _ in range(5)]
+        counts = [tasks.request_syncs(integration.users.all()) for _ in range(5)]
     assert counts == [45, 0, 0, 0, 0]
     assert [ids for ids, _ in enqueued] == [
         [u.pk for u in users[:20]],
@@ -77,14 +77,14 @@ def test_it_enqueues_a_burst_for_45_mailboxes_as_three_chunk_tasks_once(
     ]
     # Debounced, then one chunk a second.
     assert [countdown for _, countdown in enqueued] == [
-        sync.DEBOUNCE_SECONDS,
-        sync.DEBOUNCE_SECONDS + 1,
-        sync.DEBOUNCE_SECONDS + 2,
+        tasks.DEBOUNCE_SECONDS,
+        tasks.DEBOUNCE_SECONDS + 1,
+        tasks.DEBOUNCE_SECONDS + 2,
     ]
 
     # While those runs are pending, another burst enqueues nothing.
     with django_capture_on_commit_callbacks(execute=True):
-        assert sync.request_syncs(integration.users.all()) == 0
+        assert tasks.request_syncs(integration.users.all()) == 0
     assert len(enqueued) == 3
 
     # Once a chunk has run, only its mailboxes can be requested again.
@@ -92,7 +92,7 @@ def test_it_enqueues_a_burst_for_45_mailboxes_as_three_chunk_tasks_once(
         [u.pk for u in users[:20]], provider=InMemoryCalendar(), writer=InMemoryAbsences()
     )
     with django_capture_on_commit_callbacks(execute=True):
-        assert sync.request_syncs(integration.users.all()) == 20
+        assert tasks.request_syncs(integration.users.all()) == 20
     assert enqueued[3][0] == [u.pk for u in users[:20]]
 
 
@@ -105,7 +105,7 @@ def test_it_never_mixes_integrations_in_a_chunk(
     first = make_users(integration, 21, prefix="a")
     second = make_users(other, 2, prefix="b")
     with django_capture_on_commit_callbacks(execute=True):
-        assert sync.request_all_syncs() == 23
+        assert tasks.reconcile_all_mailboxes() == 23
     assert sorted(ids for ids, _ in enqueued) == sorted(
         [[u.pk for u in first[:20]], [first[20].pk], [u.pk for u in second]]
     )
@@ -167,7 +167,8 @@ def test_it_pauses_the_integration_once_when_consent_is_revoked(integration, one
     ids = [u.pk for u in users]
     outcomes = sync.sync_mailboxes(ids, provider=calendar, writer=onex, now=NOW)
     assert {o.status for o in outcomes.values()} == {"inactive"}
-    assert Integration.objects.get().status == Integration.Status.CONSENT_REVOKED
+    assert Integration.objects.get().status == Integration.Status.NEEDS_ATTENTION
+    assert Integration.objects.get().attention == Integration.Attention.CONSENT_REVOKED
     activity = Activity.objects.get()  # one entry for the integration, none per user
     assert activity.event == "consent_revoked" and "AADSTS7000229" in activity.message
     assert onex.entries == {}
@@ -244,7 +245,7 @@ def test_the_task_runs_a_chunk_with_the_registered_provider_and_writer(
     calendar = InMemoryCalendar()
     for user in users[:3]:
         calendar.put(user.email, item("a", start=timezone.now() + timedelta(hours=1)))
-    monkeypatch.setattr(sync, "provider_for", lambda integration: calendar)
+    monkeypatch.setattr(providers, "provider_for", lambda integration: calendar)
     monkeypatch.setattr(sync, "default_writer", lambda: onex)
     result = tasks.sync_mailboxes.apply(args=([u.pk for u in users] + [0],)).get()
     assert result == {"ok": 3, "failed": 1}  # the fourth mailbox is unknown; id 0 is gone

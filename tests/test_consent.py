@@ -6,8 +6,9 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from calendarsync.consent import SESSION_KEY, consent_error_message
+from calendarsync import tasks
 from calendarsync.models import Activity, Integration, SyncedUser
+from calendarsync.providers.graph.consent import SESSION_KEY, consent_error_message
 from onex.models import Membership
 from tests.m365_sandbox import ANNA, DEMO_TENANT, callback_path, follow_consent
 
@@ -204,16 +205,16 @@ def test_it_needs_a_signed_in_admin(client, pending):
 def test_consenting_again_resumes_a_revoked_integration(
     admin_client, pending, subscription, m365, monkeypatch, django_capture_on_commit_callbacks
 ):
-    pending.status, pending.tenant_id = Integration.Status.CONSENT_REVOKED, DEMO_TENANT
+    pending.status, pending.tenant_id = Integration.Status.NEEDS_ATTENTION, DEMO_TENANT
+    pending.attention = Integration.Attention.CONSENT_REVOKED
     pending.save()
     subscription.email = ANNA
     subscription.save()
     user = SyncedUser.objects.create(integration=pending, subscription=subscription, email=ANNA)
     subscribed, synced = [], []
-    monkeypatch.setattr("calendarsync.tasks.ensure_graph_subscription.delay", subscribed.append)
+    monkeypatch.setattr(tasks.ensure_subscriptions, "delay", lambda ids, *a: subscribed.extend(ids))
     monkeypatch.setattr(
-        "calendarsync.sync.request_syncs",
-        lambda users, **kw: synced.extend(users.values_list("pk", flat=True)),
+        tasks.sync_mailboxes, "apply_async", lambda args, **kw: synced.extend(args[0])
     )
     m365.knobs(consent={"mode": "accept"})
     with django_capture_on_commit_callbacks(execute=True):

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
-from calendarsync.models import Activity, Integration, MailboxSubscription, SyncedUser
+from calendarsync import tasks
+from calendarsync.models import Activity, Booking, Integration, MailboxSubscription, SyncedUser
 from calendarsync.sync import sync_mailbox
 from onex.models import Subscription
 from tests.m365_sandbox import body_requests, selected_fields, wait_for
@@ -177,6 +180,7 @@ def add_anna(graph_integration):
         subscription=Subscription.objects.get(onex_id="sub-anna"),
         email=ANNA,
     )
+    tasks.start_syncing(SyncedUser.objects.filter(pk=user.pk))
     wait_for(
         lambda: MailboxSubscription.objects.filter(synced_user=user).exists(),
         60,
@@ -297,7 +301,8 @@ def test_a_revoked_consent_pauses_syncing_without_piling_up_errors_and_consent_r
     first = sync_mailbox(anna)
     assert first.status == "failed"
     graph_integration.refresh_from_db()
-    assert graph_integration.status == Integration.Status.CONSENT_REVOKED
+    assert graph_integration.status == Integration.Status.NEEDS_ATTENTION
+    assert graph_integration.attention == Integration.Attention.CONSENT_REVOKED
     assert not graph_integration.syncing
     m365.clear_requests()
     for _ in range(5):
@@ -319,17 +324,16 @@ def test_a_revoked_consent_pauses_syncing_without_piling_up_errors_and_consent_r
 def test_a_revoked_consent_pauses_the_worker_and_consenting_again_catches_up(
     worker, m365, onex_sandbox, graph_integration, tenant, admin_client
 ):
-    from django.urls import reverse
-
     from tests.m365_sandbox import callback_path, follow_consent
 
     add_anna(graph_integration)
     m365.revoke(tenant)  # Graph sends reauthorizationRequired; reauthorizing fails
     wait_for(
-        lambda: Integration.objects.get(pk=graph_integration.pk).status == "consent_revoked",
+        lambda: Integration.objects.get(pk=graph_integration.pk).attention == "consent_revoked",
         60,
         message="consent_revoked",
     )
+    assert Integration.objects.get(pk=graph_integration.pk).status == "needs_attention"
     start = (timezone.now() + timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
     m365.create_event(
         ANNA,
@@ -360,3 +364,100 @@ def test_a_revoked_consent_pauses_the_worker_and_consenting_again_catches_up(
     assert Integration.objects.get(pk=graph_integration.pk).status == "connected"
     caught_up = wait_for(lambda: entries(onex_sandbox), 60, message="the catch-up sync")
     assert caught_up[0]["start"].startswith(start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M"))
+
+
+# ----- an integration's life: Aktiv off and on, removal (UI and Django admin)
+
+
+def settings_form(integration, **changes):
+    data = {
+        "name": integration.name,
+        "days_ahead": str(integration.days_ahead),
+        "active": "on" if integration.active else None,
+        "plugin_enabled": "on",
+        "all_meetings_private": None,
+    }
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def anna_with_an_entry(graph_integration, m365, onex_sandbox, tenant):
+    """Anna subscribed and synced by the worker, with one meeting in One X."""
+    add_anna(graph_integration)
+    add(m365, tenant, "Kundmöte", soon(2))
+    tasks.request_syncs(graph_integration.users.all(), countdown=0)
+    wait_for(lambda: entries(onex_sandbox), 60, message="the first One X entry")
+    assert len(m365.subscriptions()) == 1
+
+
+@pytest.mark.e2e
+def test_aktiv_off_removes_the_entries_and_subscriptions_and_aktiv_on_brings_them_back(
+    worker, m365, onex_sandbox, graph_integration, tenant, admin_client
+):
+    anna_with_an_entry(graph_integration, m365, onex_sandbox, tenant)
+    url = reverse("calendarsync:integration", args=[graph_integration.code])
+
+    admin_client.post(url, settings_form(graph_integration, active=None))
+    wait_for(lambda: not entries(onex_sandbox), 60, message="the One X entries to go")
+    wait_for(lambda: not m365.subscriptions(), 60, message="the Graph subscriptions to go")
+    paused = Integration.objects.get(pk=graph_integration.pk)
+    assert (paused.status, paused.active) == ("paused", False)
+    assert not Booking.objects.exists() and not MailboxSubscription.objects.exists()
+
+    admin_client.post(url, settings_form(paused, active="on"))
+    wait_for(lambda: len(m365.subscriptions()) == 1, 60, message="a new Graph subscription")
+    wait_for(lambda: entries(onex_sandbox), 60, message="the entries resynced")
+    assert Integration.objects.get(pk=graph_integration.pk).status == "connected"
+
+    # A change made in Outlook now reaches One X within 10 s.
+    start = soon(6)
+    changed_at = time.monotonic()
+    add(m365, tenant, "Efter paus", start)
+    expected = start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    wait_for(
+        lambda: [e for e in entries(onex_sandbox) if e["start"].startswith(expected)],
+        10,
+        message="the new booking in One X within 10 s",
+    )
+    assert time.monotonic() - changed_at <= 10
+
+
+def assert_nothing_left(m365, onex_sandbox):
+    assert entries(onex_sandbox) == []
+    assert m365.subscriptions() == []
+    assert not Integration.objects.exists()
+    assert not SyncedUser.objects.exists() and not Booking.objects.exists()
+    assert not MailboxSubscription.objects.exists()
+    assert not SyncedUser.objects.filter(email=ANNA).exists()
+
+
+@pytest.mark.e2e
+def test_removing_an_integration_in_the_ui_leaves_nothing_behind(
+    worker, m365, onex_sandbox, graph_integration, tenant, admin_client
+):
+    anna_with_an_entry(graph_integration, m365, onex_sandbox, tenant)
+    url = reverse("calendarsync:integration_remove", args=[graph_integration.code])
+    confirm = admin_client.get(url).content.decode()
+    assert "1 user and their email address" in confirm and "1 entry in One X" in confirm
+    response = admin_client.post(url)
+    assert response["Location"] == reverse("calendarsync:overview")
+    overview = admin_client.get(response["Location"]).content.decode()
+    assert "Exchange Online is being removed." in overview
+    wait_for(lambda: not Integration.objects.exists(), 60, message="the removal task")
+    assert_nothing_left(m365, onex_sandbox)
+    assert Activity.objects.filter(event="integration_removed", integration=None).count() == 1
+
+
+@pytest.mark.e2e
+def test_deleting_an_integration_in_django_admin_takes_the_same_path(
+    worker, m365, onex_sandbox, graph_integration, tenant, django_user_model
+):
+    anna_with_an_entry(graph_integration, m365, onex_sandbox, tenant)
+    staff = Client()
+    staff.force_login(
+        django_user_model.objects.create_superuser("support@telenor.se", password="pw-staff-1")
+    )
+    url = reverse("admin:calendarsync_integration_delete", args=[graph_integration.pk])
+    assert staff.post(url, {"post": "yes"}).status_code == 302
+    wait_for(lambda: not Integration.objects.exists(), 60, message="the removal task")
+    assert_nothing_left(m365, onex_sandbox)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from calendarsync.items import AddinChoice, ItemKind, Response, Sensitivity, ShowAs
-from calendarsync.providers.graph import (
+from calendarsync.providers.graph.mapping import (
     addin_property_id,
     calendar_view_select,
     item_from_graph,

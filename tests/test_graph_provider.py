@@ -8,12 +8,15 @@ from django.utils import timezone
 
 from calendarsync.items import Sensitivity
 from calendarsync.providers import provider_for
-from calendarsync.providers.base import ConsentRevoked, MailboxNotFound, ProviderError
-from calendarsync.providers.graph_api import (
-    GraphClient,
-    GraphProvider,
-    classify_token_error,
+from calendarsync.providers.base import (
+    ConsentRevoked,
+    CredentialsRejected,
+    MailboxNotFound,
+    PermissionsRemoved,
+    ProviderError,
 )
+from calendarsync.providers.graph.client import GraphClient, classify_token_error
+from calendarsync.providers.graph.provider import GraphProvider
 from tests.m365_sandbox import ANNA, DEMO_TENANT, body_requests, selected_fields
 
 PEOPLE = [
@@ -74,7 +77,7 @@ def test_it_never_selects_the_subject_when_meetings_are_private(m365):
 
 
 def test_it_follows_pages(m365, settings, monkeypatch):
-    monkeypatch.setattr("calendarsync.providers.graph_api.PAGE_SIZE", 3)
+    monkeypatch.setattr("calendarsync.providers.graph.client.PAGE_SIZE", 3)
     monkeypatch.setattr(
         GraphProvider, "HEADERS", {"Prefer": 'outlook.timezone="UTC", odata.maxpagesize=3'}
     )
@@ -154,10 +157,10 @@ def test_it_reports_a_revoked_consent(m365, code):
         provider().fetch_many(PEOPLE, start, end, include_subject=True)
 
 
-def test_it_reports_removed_permissions_as_revoked_consent(m365):
+def test_it_reports_removed_permissions(m365):
     m365.remove_permissions()
     start, end = window()
-    with pytest.raises(ConsentRevoked) as caught:
+    with pytest.raises(PermissionsRemoved) as caught:
         provider().fetch(ANNA, start, end, include_subject=True)
     assert "403" in caught.value.code
 
@@ -169,7 +172,7 @@ def test_it_tells_app_credential_errors_from_revoked_consent():
         "error_description": "AADSTS7000215: Invalid client secret provided.",
     }
     error = classify_token_error(wrong_secret)
-    assert not isinstance(error, ConsentRevoked) and error.permanent
+    assert isinstance(error, CredentialsRejected) and error.permanent
     missing = {"error": "invalid_client", "error_description": "AADSTS7000229: missing SP"}
     assert isinstance(classify_token_error(missing), ConsentRevoked)
     busy = {"error": "temporarily_unavailable", "error_codes": [50001]}

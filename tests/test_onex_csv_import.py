@@ -75,8 +75,9 @@ def test_it_adds_every_good_line_and_says_why_the_others_failed(
         ("anna@demo.se", "s1", "pending"),
         ("bo@demo.se", "s2", "pending"),
     ]
-    # One bulk request queues the first sync of both new users (run together, one read).
-    assert len(callbacks) == 1
+    # One bulk request queues the first sync of both new users (run together, one read), one
+    # more their change-notification subscriptions.
+    assert len(callbacks) == 2
     assert all(user.sync_requested_at is not None for user in added)
 
 

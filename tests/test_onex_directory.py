@@ -109,7 +109,8 @@ def test_it_reactivates_a_subscription_that_came_back(
     user.refresh_from_db()
     assert (result.reactivated, david.active) == (1, True)
     assert (user.state, user.last_error) == (SyncedUser.State.PENDING, "")
-    assert user.sync_requested_at is not None and len(callbacks) == 1  # a sync is on its way
+    # A sync and a new change-notification subscription are on their way.
+    assert user.sync_requested_at is not None and len(callbacks) == 2
 
 
 def test_it_deactivates_a_vanished_absence_reason(company, imported, onex_sandbox):

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calendarsync.items import AddinChoice, CalendarItem, ItemKind, Response, Sensitivity, ShowAs
-from calendarsync.providers.graph import items_from_graph
+from calendarsync.providers.graph.mapping import items_from_graph
 from calendarsync.reconcile import StoredBooking, diff, entry_for, fingerprint, settle
 from calendarsync.rules import STOCKHOLM, Action, PlanSettings, Rule, never_synced, plan
 from onex.operations import InMemoryAbsences, OperationResult

@@ -6,7 +6,7 @@ from datetime import time, timedelta
 import pytest
 from django.utils import timezone, translation
 
-from calendarsync import planning, retention, sync, tasks
+from calendarsync import planning, providers, removal, retention, sync, tasks
 from calendarsync.items import AddinChoice, ItemKind, ShowAs
 from calendarsync.models import Activity, Booking, Integration, SyncedUser, SyncRule
 from calendarsync.providers.base import ConsentRevoked, MailboxNotFound, ProviderError
@@ -181,7 +181,7 @@ def test_it_collapses_a_burst_of_requests_into_one_run(
         tasks.sync_mailbox, "apply_async", lambda args, countdown: enqueued.append(args)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        results = [sync.request_sync(synced_user) for _ in range(20)]
+        results = [tasks.request_sync(synced_user.pk) for _ in range(20)]
     assert results == [True] + [False] * 19
     assert enqueued == [(synced_user.pk,)]
 
@@ -190,7 +190,7 @@ def test_it_collapses_a_burst_of_requests_into_one_run(
     synced_user.refresh_from_db()
     assert synced_user.sync_requested_at is None
     with django_capture_on_commit_callbacks(execute=True):
-        assert sync.request_sync(synced_user) is True
+        assert tasks.request_sync(synced_user.pk) is True
     assert len(enqueued) == 2
 
 
@@ -198,7 +198,7 @@ def test_it_runs_the_task_with_the_registered_provider_and_writer(
     synced_user, calendar, onex, monkeypatch
 ):
     calendar.put(EMAIL, item("a", start=timezone.now() + timedelta(hours=1)))
-    monkeypatch.setattr(sync, "provider_for", lambda integration: calendar)
+    monkeypatch.setattr(providers, "provider_for", lambda integration: calendar)
     monkeypatch.setattr(sync, "default_writer", lambda: onex)
     assert tasks.sync_mailbox.apply(args=(synced_user.pk,)).get() == "ok"
     assert len(in_onex(onex)) == 1
@@ -226,10 +226,66 @@ def test_it_pauses_the_integration_when_consent_is_revoked(synced_user, calendar
     outcome = run(synced_user, calendar, onex)
     assert outcome.permanent
     integration = Integration.objects.get()
-    assert integration.status == Integration.Status.CONSENT_REVOKED
+    assert integration.status == Integration.Status.NEEDS_ATTENTION
+    assert integration.attention == Integration.Attention.CONSENT_REVOKED
     assert Activity.objects.filter(event="consent_revoked").count() == 1
     synced_user.refresh_from_db()
     assert run(synced_user, calendar, onex).status == "inactive"
+
+
+def test_a_trigger_for_a_mailbox_that_may_not_sync_leaves_no_pending_request(
+    synced_user, calendar, onex, django_capture_on_commit_callbacks, monkeypatch
+):
+    enqueued = []
+    monkeypatch.setattr(
+        tasks.sync_mailbox, "apply_async", lambda args, countdown: enqueued.append(args)
+    )
+    synced_user.integration.pause()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.request_sync(synced_user.pk) is False
+    synced_user.refresh_from_db()
+    assert synced_user.sync_requested_at is None and enqueued == []
+    # A request stamped before the pause is dropped by the run that finds nothing to do.
+    SyncedUser.objects.filter(pk=synced_user.pk).update(sync_requested_at=timezone.now())
+    synced_user.refresh_from_db()
+    assert run(synced_user, calendar, onex).status == "inactive"
+    synced_user.refresh_from_db()
+    assert synced_user.sync_requested_at is None
+    # Switched on again, the very next trigger enqueues a run.
+    synced_user.integration.resume()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.request_sync(synced_user.pk) is True
+    assert enqueued == [(synced_user.pk,)]
+
+
+def test_a_passing_failure_of_the_whole_read_marks_the_integration_and_a_good_run_clears_it(
+    integration, synced_user, calendar, onex
+):
+    class Unreachable(type(calendar)):
+        def fetch(self, *args, **kwargs):
+            raise ProviderError("Graph unreachable: ConnectTimeout")
+
+        fetch_many = fetch
+
+    other = SyncedUser.objects.create(
+        integration=integration,
+        subscription=Subscription.objects.create(
+            company=integration.company, onex_id="sub-2", email="bo@demo.se"
+        ),
+        email="bo@demo.se",
+    )
+    broken = Unreachable(mailboxes=calendar.mailboxes)
+    calendar.put(EMAIL, item("a"))
+    calendar.put(other.email, item("b"))
+    ids = [synced_user.pk, other.pk]
+    sync.sync_mailboxes(ids, provider=broken, writer=onex)  # the bulk read fails as a whole
+    integration.refresh_from_db()
+    assert integration.status == Integration.Status.ERROR
+    assert Activity.objects.filter(event="error").count() == 1
+    sync.sync_mailboxes(ids, provider=calendar, writer=onex)
+    integration.refresh_from_db()
+    assert integration.status == Integration.Status.CONNECTED and not integration.last_error
+    assert Activity.objects.filter(event="recovered").count() == 1
 
 
 @pytest.mark.parametrize("model", [Integration, Subscription])
@@ -322,7 +378,7 @@ def test_it_removes_a_user_with_their_one_x_entries_bookings_and_email(
     calendar.put(EMAIL, item("a"), item("b", start=at(2, 9)))
     run(synced_user, calendar, onex)
     onex.entries[("demo-ab", "sub-1", "someone-elses")] = next(iter(in_onex(onex).values()))
-    sync.remove_synced_user(synced_user, writer=onex)
+    removal.remove_synced_user(synced_user, writer=onex)
     assert set(in_onex(onex)) == {"someone-elses"}
     assert not SyncedUser.objects.filter(email=EMAIL).exists()
     assert not Booking.objects.exists()
@@ -337,11 +393,11 @@ def test_it_keeps_a_user_whose_entries_one_x_could_not_delete(synced_user, calen
     onex.fail = lambda op: (
         OperationResult(op, ok=False, code="unavailable") if op.external_id == first else None
     )
-    with pytest.raises(sync.RemovalIncomplete):
-        sync.remove_synced_user(synced_user, writer=onex)
+    with pytest.raises(removal.RemovalIncomplete):
+        removal.remove_synced_user(synced_user, writer=onex)
     assert list(Booking.objects.values_list("external_id", flat=True)) == [first]
     onex.fail = None
-    sync.remove_synced_user(SyncedUser.objects.get(), writer=onex)
+    removal.remove_synced_user(SyncedUser.objects.get(), writer=onex)
     assert in_onex(onex) == {} and not SyncedUser.objects.exists()
 
 

@@ -73,7 +73,9 @@ def test_it_shows_counts_health_errors_and_activity(en_client, integration, comp
     assert '<dd id="count-users">3</dd>' in body
     assert '<dd id="count-upcoming">2</dd>' in body
     assert '<dd id="count-errors">1</dd>' in body
-    diversions_today = 1 if (now + timedelta(hours=1)).date() == now.date() else 0
+    # "Today" is the Stockholm day the dashboard shows, not the UTC date.
+    soon = now + timedelta(hours=1)
+    diversions_today = 1 if timezone.localdate(soon) == timezone.localdate(now) else 0
     assert f'<dd id="count-diversions">{diversions_today}</dd>' in body
     assert "<dt>Active</dt><dd>1</dd>" in body
     assert "<dt>Expiring within 24 h</dt><dd>1</dd>" in body
@@ -83,7 +85,8 @@ def test_it_shows_counts_health_errors_and_activity(en_client, integration, comp
 
 
 def test_it_tells_how_to_fix_a_revoked_consent(en_client, integration):
-    integration.status = "consent_revoked"
+    integration.status = "needs_attention"
+    integration.attention = "consent_revoked"
     integration.save()
     body = en_client.get(
         reverse("calendarsync:dashboard", args=[integration.code])

@@ -196,7 +196,7 @@ def test_it_works_without_javascript(en_client, integration, reasons):
 def calendar(monkeypatch, synced_user):
     """The integration's provider is an in-memory calendar holding a Tuesday."""
     calendar = InMemoryCalendar()
-    monkeypatch.setitem(providers._FACTORIES, "graph", lambda integration: calendar)
+    monkeypatch.setattr(providers, "provider_for", lambda integration: calendar)
     monday = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     day = monday + timedelta(days=(1 - monday.weekday()) % 7 or 7)  # next Tuesday
     calendar.put(

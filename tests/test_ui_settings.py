@@ -1,26 +1,25 @@
 """Inställningar: each setting explained in the seed's words; saving resyncs the users."""
 
-import sys
-import types
-
 import pytest
 from django.urls import reverse
 
-import calendarsync
+from calendarsync import sync
 from calendarsync.models import SyncedUser
 from onex.models import Subscription
 
 
 @pytest.fixture
 def sync_requests(monkeypatch):
-    """Record the sync core's sync requests instead of enqueueing."""
+    """The ids of the mailboxes the sync core newly stamped as requested (its real path)."""
     calls = []
-    fake = types.SimpleNamespace(
-        request_sync=lambda synced_user, **kw: calls.append(synced_user.pk),
-        request_syncs=lambda users, **kw: calls.extend(users.values_list("pk", flat=True)),
-    )
-    monkeypatch.setitem(sys.modules, "calendarsync.sync", fake)
-    monkeypatch.setattr(calendarsync, "sync", fake, raising=False)
+    stamp = sync.stamp_requests
+
+    def recording(users):
+        chunks = stamp(users)
+        calls.extend(pk for chunk in chunks for pk in chunk)
+        return chunks
+
+    monkeypatch.setattr(sync, "stamp_requests", recording)
     return calls
 
 

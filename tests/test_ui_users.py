@@ -1,44 +1,38 @@
 """Användare: add by email with clear errors, remove with confirmation, CSV import/export,
 search and pages."""
 
-import sys
-import types
-
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
-import calendarsync
-from calendarsync.models import Integration, SyncedUser
+from calendarsync import providers, sync, tasks
+from calendarsync.models import Activity, Integration, MailboxSubscription, SyncedUser
+from calendarsync.providers.memory import InMemoryCalendar
 from onex.models import Subscription
+from onex.operations import InMemoryAbsences
 
 
 @pytest.fixture
 def sync_core(monkeypatch):
-    """The sync core's request/remove calls, recorded (its own tests cover what they do)."""
-    calls = {"requested": [], "removed": []}
+    """The real request and removal paths, with what they enqueue recorded at the Celery
+    tasks and One X in memory (the sync core's own tests cover the runs)."""
+    calls = {"requested": [], "subscribed": [], "onex": InMemoryAbsences()}
 
-    class SyncBusy(Exception):
-        pass
+    def emails(ids):
+        return list(
+            SyncedUser.objects.filter(pk__in=ids).order_by("email").values_list("email", flat=True)
+        )
 
-    class RemovalIncomplete(Exception):
-        pass
-
-    def remove_synced_user(synced_user):
-        calls["removed"].append(synced_user.email)
-        synced_user.delete()
-
-    fake = types.SimpleNamespace(
-        request_sync=lambda synced_user, **kw: calls["requested"].append(synced_user.email),
-        request_syncs=lambda users, **kw: calls["requested"].extend(
-            users.order_by("email").values_list("email", flat=True)
-        ),
-        remove_synced_user=remove_synced_user,
-        SyncBusy=SyncBusy,
-        RemovalIncomplete=RemovalIncomplete,
+    monkeypatch.setattr(
+        tasks.sync_mailboxes,
+        "apply_async",
+        lambda args, **kw: calls["requested"].extend(emails(args[0])),
     )
-    monkeypatch.setitem(sys.modules, "calendarsync.sync", fake)
-    monkeypatch.setattr(calendarsync, "sync", fake, raising=False)
+    monkeypatch.setattr(
+        tasks.ensure_subscriptions, "delay", lambda ids, *a: calls["subscribed"].extend(emails(ids))
+    )
+    monkeypatch.setattr(sync, "default_writer", lambda: calls["onex"])
     return calls
 
 
@@ -69,6 +63,7 @@ def test_it_adds_a_user_by_email_and_requests_a_sync(
     synced_user = integration.users.get()
     assert (synced_user.email, synced_user.subscription) == ("bo@demo.se", people["bo"])
     assert sync_core["requested"] == ["bo@demo.se"]
+    assert sync_core["subscribed"] == ["bo@demo.se"]
     page = en_client.get(response["HX-Location"]).content.decode()
     assert "bo@demo.se is added and will be synced." in page and "Bo Berg" in page
 
@@ -114,35 +109,36 @@ def test_it_removes_a_user_only_after_confirmation(en_client, integration, peopl
     assert integration.users.exists()
     response = en_client.post(url)
     assert response["Location"] == reverse("calendarsync:users", args=[integration.code])
-    assert sync_core["removed"] == ["bo@demo.se"]
     assert not integration.users.exists()
+    assert Activity.objects.filter(event="user_removed").count() == 1
 
 
-def test_it_says_when_removal_must_wait(en_client, integration, people, sync_core, monkeypatch):
+def test_it_says_when_removal_must_wait(en_client, integration, people, sync_core):
     _add(en_client, integration, "bo@demo.se")
     synced_user = integration.users.get()
 
-    def busy(synced_user):
-        raise calendarsync.sync.SyncBusy()
-
-    monkeypatch.setattr(calendarsync.sync, "remove_synced_user", busy)
+    sync.claim(synced_user, timezone.now())  # a run holds the mailbox
     url = reverse("calendarsync:user_remove", args=[integration.code, synced_user.pk])
     page = en_client.post(url, follow=True).content.decode()
     assert "being synced right now" in page
     assert integration.users.exists()
 
 
-def test_it_imports_a_csv_with_a_report_per_line(en_client, integration, people, sync_core):
+def test_it_imports_a_csv_with_a_report_per_line(
+    en_client, integration, people, sync_core, django_capture_on_commit_callbacks
+):
     _add(en_client, integration, "cia@demo.se")
     sync_core["requested"].clear()
+    sync_core["subscribed"].clear()
     csv_text = (
         "email;name\nbo@demo.se;Bo\n\nokand@demo.se;X\n"
         "eva@annat.se;Eva\ncia@demo.se;Cia\nnonsense\n"
     )
     upload = SimpleUploadedFile("users.csv", csv_text.encode(), content_type="text/csv")
-    response = en_client.post(
-        reverse("calendarsync:users_import", args=[integration.code]), {"file": upload}
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = en_client.post(
+            reverse("calendarsync:users_import", args=[integration.code]), {"file": upload}
+        )
     body = response.content.decode()
     assert "1 of 5 lines added." in body
     assert "4 lines could not be added." in body
@@ -159,6 +155,29 @@ def test_it_imports_a_csv_with_a_report_per_line(en_client, integration, people,
         "cia@demo.se",
     ]
     assert sync_core["requested"] == ["bo@demo.se"]
+    assert sync_core["subscribed"] == ["bo@demo.se"]
+
+
+def test_users_added_by_csv_import_get_change_notification_subscriptions(
+    en_client, integration, people, monkeypatch, eager_celery, django_capture_on_commit_callbacks
+):
+    calendar = InMemoryCalendar(mailboxes={"bo@demo.se": [], "cia@demo.se": []})
+    monkeypatch.setattr(providers, "provider_for", lambda integration: calendar)
+    monkeypatch.setattr(sync, "default_writer", InMemoryAbsences)
+    upload = SimpleUploadedFile("users.csv", b"bo@demo.se\ncia@demo.se\n", content_type="text/csv")
+    with django_capture_on_commit_callbacks(execute=True):
+        en_client.post(
+            reverse("calendarsync:users_import", args=[integration.code]), {"file": upload}
+        )
+    subscribed = MailboxSubscription.objects.filter(synced_user__integration=integration)
+    assert sorted(subscribed.values_list("synced_user__email", flat=True)) == [
+        "bo@demo.se",
+        "cia@demo.se",
+    ]
+    assert set(subscribed.values_list("provider_subscription_id", flat=True)) == set(
+        calendar.subscriptions
+    )
+    assert sorted(calendar.subscriptions.values()) == ["bo@demo.se", "cia@demo.se"]
 
 
 def test_it_rejects_a_file_that_is_not_text(en_client, integration):

@@ -9,8 +9,8 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from calendarsync import removal, tasks
 from calendarsync.models import Activity, Integration, MailboxSubscription, SyncedUser
-from calendarsync.notifications import renew_due
 from tests.m365_sandbox import ANNA, DEMO_TENANT, wait_for
 
 NOTIFY = reverse("calendarsync:graph_notifications")
@@ -108,7 +108,7 @@ def test_it_ignores_a_notification_for_another_tenant(client, mailbox_subscripti
 
 
 def test_it_does_not_sync_a_paused_integration(client, mailbox_subscription):
-    Integration.objects.update(status=Integration.Status.CONSENT_REVOKED)
+    Integration.objects.update(status=Integration.Status.NEEDS_ATTENTION)
     assert post(client, NOTIFY, notification()).status_code == 202
     assert SyncedUser.objects.get(pk=mailbox_subscription.synced_user_id).sync_requested_at is None
 
@@ -126,17 +126,17 @@ def test_it_stores_the_client_state_encrypted(mailbox_subscription):
 # ----- subscriptions against the sandbox, with the product live so Graph can reach it
 
 
-class Syncs(list):
-    def __call__(self, user, **kwargs):
-        self.append(user.pk)
-        return True
-
-
 @pytest.fixture
-def live(m365, live_server, settings, eager_celery, monkeypatch, transactional_db):
+def live(m365, live_server, settings, eager_celery, monkeypatch, transactional_db, synced_user):
+    """The product live (Graph validates its endpoints), the user subscribed, and the sync
+    requests the notifications cause recorded instead of run."""
     settings.PUBLIC_BASE_URL = live_server.url
-    syncs = Syncs()
-    monkeypatch.setattr("calendarsync.sync.request_sync", syncs)
+    syncs = []
+    monkeypatch.setattr(tasks, "request_sync", lambda pk, **kw: syncs.append(pk))
+    monkeypatch.setattr(
+        tasks, "request_syncs", lambda users, **kw: syncs.extend(users.values_list("pk", flat=True))
+    )
+    tasks.request_subscriptions(SyncedUser.objects.filter(pk=synced_user.pk))
     return syncs
 
 
@@ -175,9 +175,16 @@ def test_a_real_notification_requests_a_sync(m365, live, synced_user):
 
 def test_it_reauthorizes_when_graph_asks(m365, live, synced_user):
     remote = sandbox_subscription(m365)
+    m365.clear_requests()
     m365.lifecycle(remote["id"], "reauthorizationRequired")
+    # A renewal (PATCH of the expiry) reauthorizes a subscription too.
     wait_for(
-        lambda: m365.sandbox.subscriptions[remote["id"]].get("reauthorized"), message="reauthorize"
+        lambda: [
+            r
+            for r in m365.graph_requests()
+            if r["method"] == "PATCH" and r["path"].endswith(remote["id"]) and r["status"] == 200
+        ],
+        message="reauthorize",
     )
 
 
@@ -203,15 +210,15 @@ def test_it_renews_before_expiry_and_recreates_what_graph_forgot(m365, live, syn
     MailboxSubscription.objects.filter(pk=stored.pk).update(
         expires_at=timezone.now() + timedelta(hours=1)
     )
-    assert renew_due() == 1
+    assert tasks.renew_subscriptions() == 1
     stored.refresh_from_db()
     assert stored.expires_at > timezone.now() + timedelta(days=2)
-    assert renew_due() == 0  # nothing due now
+    assert tasks.renew_subscriptions() == 0  # nothing due now
     m365.sandbox.subscriptions.clear()  # Graph lost it
     MailboxSubscription.objects.filter(pk=stored.pk).update(
         expires_at=timezone.now() + timedelta(hours=1)
     )
-    renew_due()
+    tasks.renew_subscriptions()
     assert (
         MailboxSubscription.objects.get(synced_user=synced_user).provider_subscription_id
         == sandbox_subscription(m365)["id"]
@@ -223,14 +230,16 @@ def test_removing_a_user_or_an_integration_deletes_its_subscriptions(
     m365, live, synced_user, integration
 ):
     assert len(m365.subscriptions()) == 1
-    synced_user.delete()
+    removal.remove_synced_user(SyncedUser.objects.get(pk=synced_user.pk))
     assert m365.subscriptions() == []
-    SyncedUser.objects.create(
+    again = SyncedUser.objects.create(
         integration=integration, subscription=synced_user.subscription, email=ANNA
     )
+    tasks.start_syncing(SyncedUser.objects.filter(pk=again.pk))
     assert len(m365.subscriptions()) == 1
-    integration.delete()
+    removal.remove_integration(integration)
     assert m365.subscriptions() == []
+    assert not Integration.objects.exists() and not SyncedUser.objects.exists()
 
 
 def test_a_revoked_consent_pauses_the_integration_once_without_an_error_storm(
@@ -239,19 +248,20 @@ def test_a_revoked_consent_pauses_the_integration_once_without_an_error_storm(
     m365.clear_requests()
     m365.revoke()  # Graph fires reauthorizationRequired; reauthorizing then fails
     wait_for(
-        lambda: Integration.objects.get(pk=integration.pk).status == "consent_revoked",
+        lambda: Integration.objects.get(pk=integration.pk).attention == "consent_revoked",
         message="consent_revoked",
     )
+    assert Integration.objects.get(pk=integration.pk).status == "needs_attention"
     remote = sandbox_subscription(m365)
     for _ in range(3):
         m365.lifecycle(remote["id"], "reauthorizationRequired")
     MailboxSubscription.objects.update(expires_at=timezone.now())
-    renew_due()
+    tasks.renew_subscriptions()
     wait_for(
         lambda: len([d for d in m365.deliveries() if d["kind"] == "lifecycle"]) >= 4,
         message="deliveries",
     )
     assert Activity.objects.filter(event="consent_revoked").count() == 1
     token_requests = [r for r in m365.requests() if r["path"].endswith("/token")]
-    assert len(token_requests) <= 2  # the first reauthorize tried; nothing after the pause
-    assert len(m365.graph_requests()) <= 1  # that one reauthorize, answered 401
+    assert len(token_requests) <= 2  # the first renewal tried; nothing after the pause
+    assert len(m365.graph_requests()) <= 1  # that one renewal, answered 401

@@ -1,34 +1,43 @@
-"""Calendar providers, one module per `Integration.kind`, found through one registry.
+"""Calendar providers, one package per `Integration.kind`, found through one registry.
 
-A provider module registers a factory: `@register("graph") def make(integration): ...`.
-`provider_for(integration)` is the one place the sync asks for a provider.
+A provider class registers its kind: `@register("graph") class GraphProvider: ...`, built with
+`GraphProvider.for_integration(integration)`. `provider_for(integration)` is the one place the
+core asks for a provider (tests patch exactly that), `provider_class(kind)` answers what a kind
+declares on its class (`bulk_size`, `verified_notices`).
 """
 
-from collections.abc import Callable
 from importlib import import_module
 
 from .base import CalendarProvider
 
-_FACTORIES: dict[str, Callable[[object], CalendarProvider]] = {}
-# Modules that register a kind when imported (imported lazily: they pull in HTTP libraries).
-_MODULES = {"graph": "calendarsync.providers.graph"}
+_CLASSES: dict[str, type] = {}
+# Packages that register a kind when imported (imported on first use: they pull in HTTP
+# libraries, and the sync core must not import a provider package).
+_MODULES = {"graph": "calendarsync.providers.graph.provider"}
 
 
 def register(kind: str):
-    def decorator(factory):
-        _FACTORIES[kind] = factory
-        return factory
+    def decorator(cls):
+        _CLASSES[kind] = cls
+        return cls
 
     return decorator
 
 
-def provider_for(integration) -> CalendarProvider:
-    """The provider that reads `integration`'s mailboxes."""
-    kind = integration.kind
-    if kind not in _FACTORIES and kind in _MODULES:
+def provider_class(kind: str) -> type:
+    if kind not in _CLASSES and kind in _MODULES:
         import_module(_MODULES[kind])  # a broken install should say so, not "no provider"
     try:
-        factory = _FACTORIES[kind]
+        return _CLASSES[kind]
     except KeyError:
         raise LookupError(f"no calendar provider registered for kind {kind!r}") from None
-    return factory(integration)
+
+
+def provider_for(integration) -> CalendarProvider:
+    """The provider that reads and subscribes `integration`'s mailboxes."""
+    return provider_class(integration.kind).for_integration(integration)
+
+
+def bulk_size(kind: str) -> int:
+    """How many mailboxes of this kind one bulk read takes (one sync task's chunk)."""
+    return provider_class(kind).bulk_size

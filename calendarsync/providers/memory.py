@@ -4,20 +4,27 @@ It behaves like a real adapter at the boundary: it returns only bookings overlap
 window, leaves out private and confidential ones, and withholds subjects unless asked.
 """
 
+import itertools
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from calendarsync.items import CalendarItem, Sensitivity
 
-from .base import ConsentRevoked, MailboxNotFound, ProviderError
+from .base import AccessLost, MailboxNotFound, ProviderError, Subscribed, SubscriptionGone
+
+SUBSCRIPTION_LIFETIME = timedelta(days=3)
 
 
 @dataclass
 class InMemoryCalendar:
+    bulk_size = 20
+
     mailboxes: dict[str, list[CalendarItem]] = field(default_factory=dict)
     errors: dict[str, ProviderError] = field(default_factory=dict)  # mailbox → error to raise
     fetches: list[str] = field(default_factory=list)  # mailboxes read, in order
     bulk_fetches: list[list[str]] = field(default_factory=list)  # one entry per fetch_many
+    subscriptions: dict[str, str] = field(default_factory=dict)  # subscription id → mailbox
+    _ids: itertools.count = field(default_factory=itertools.count, repr=False)
 
     def put(self, mailbox: str, *items: CalendarItem) -> None:
         """Add or replace items (by provider id) in a mailbox."""
@@ -46,19 +53,43 @@ class InMemoryCalendar:
         ]
 
     def fetch_many(self, mailboxes, start, end, *, include_subject):
-        """Like Graph's bulk read: a failing mailbox maps to its error, except a revoked
-        consent, which concerns the whole integration and raises."""
+        """Like Graph's bulk read: a failing mailbox maps to its error, except lost access,
+        which concerns the whole integration and raises."""
         mailboxes = list(mailboxes)
         self.bulk_fetches.append(mailboxes)
         results = {}
         for mailbox in mailboxes:
             try:
                 results[mailbox] = self.fetch(mailbox, start, end, include_subject=include_subject)
-            except ConsentRevoked:
+            except AccessLost:
                 raise
             except ProviderError as exc:
                 results[mailbox] = exc
         return results
+
+    def verify(self):
+        return None
+
+    def subscribe(self, mailbox):
+        if mailbox in self.errors:
+            raise self.errors[mailbox]
+        if mailbox not in self.mailboxes:
+            raise MailboxNotFound()
+        subscription_id = f"memory-{next(self._ids)}"
+        self.subscriptions[subscription_id] = mailbox
+        return Subscribed(subscription_id, _now() + SUBSCRIPTION_LIFETIME, secret="memory")
+
+    def renew(self, subscription_id):
+        if subscription_id not in self.subscriptions:
+            raise SubscriptionGone()
+        return Subscribed(subscription_id, _now() + SUBSCRIPTION_LIFETIME)
+
+    def unsubscribe(self, subscription_id):
+        self.subscriptions.pop(subscription_id, None)
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
 
 
 def _overlaps(item: CalendarItem, start: datetime, end: datetime) -> bool:

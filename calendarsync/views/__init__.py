@@ -1,7 +1,7 @@
 """The Microsoft Sync pages, one module per page; urls.py names them here."""
 
 from .dashboard import dashboard, dashboard_timeline
-from .overview import integration_add, integration_add_ews, overview
+from .overview import integration_add, integration_add_ews, integration_remove, overview
 from .rules import (
     rule_delete,
     rule_edit,
@@ -20,6 +20,7 @@ __all__ = [
     "integration_add",
     "integration_add_ews",
     "integration_connection",
+    "integration_remove",
     "integration_settings",
     "overview",
     "rule_delete",

@@ -3,9 +3,28 @@
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _lazy
 
+from .. import tasks
 from ..access import get_company_object_or_404
 from ..models import Integration
+
+# What the admin must do, for each reason an integration needs attention.
+ATTENTION_HINTS = {
+    Integration.Attention.CONSENT_REVOKED: _lazy(
+        "The consent was withdrawn in Microsoft Entra ID (Enterprise Applications). Syncing "
+        "is paused until an administrator approves again."
+    ),
+    Integration.Attention.CREDENTIALS_REJECTED: _lazy(
+        "The server no longer accepts the app's credentials. Syncing is paused: for Exchange "
+        "Online contact Telenor support; for Exchange On Prem enter the service account's "
+        "password again under Settings."
+    ),
+    Integration.Attention.PERMISSIONS_REMOVED: _lazy(
+        "The app's permission to read calendars was removed. Syncing is paused until an "
+        "administrator approves again in Microsoft (or restores the service account's rights)."
+    ),
+}
 
 
 def get_integration(request, code) -> Integration:
@@ -19,6 +38,7 @@ def render_tab(request, template, integration, tab, context=None, *, partial=Non
         "integration": integration,
         "tab": tab,
         "consent_url": consent_url(integration),
+        "attention_hint": ATTENTION_HINTS.get(integration.attention, ""),
         **(context or {}),
     }
     if partial and request.htmx and not request.htmx.boosted:
@@ -51,11 +71,9 @@ def resync(integration) -> int:
     """Ask the sync core to resync every user of the integration; returns how many were asked.
 
     Settings and rule changes call this. A few queries whatever the number of users: the sync
-    core stamps them with one UPDATE and enqueues runs of 20 mailboxes each, only for users
-    without a pending run, so a burst of saves still costs one run per mailbox.
+    core stamps them with one UPDATE and enqueues bulk runs, only for users without a pending
+    run, so a burst of saves still costs one run per mailbox.
     """
-    from .. import sync  # imported late: the sync core imports providers and One X
-
     users = integration.users.all()
-    sync.request_syncs(users)
+    tasks.request_syncs(users)
     return users.count()

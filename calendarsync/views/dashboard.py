@@ -10,11 +10,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 from django.views.decorators.http import require_GET
+from django_celery_beat.models import PeriodicTask
 
 from onex.models import AbsenceReason
 
 from ..models import Booking, Forwarding, MailboxSubscription, SyncedUser
-from .common import get_integration, render_tab
+from .common import ATTENTION_HINTS, get_integration, render_tab
 
 TIMELINE_DAYS = 14
 EXPIRING_WITHIN = timedelta(hours=24)
@@ -25,8 +26,6 @@ PERIODIC_SYNC_TASK = "calendarsync.tasks.reconcile_all_mailboxes"  # mss/schedul
 
 def _next_periodic_sync():
     """When beat next runs the periodic sync (the sync core's schedule), if one is installed."""
-    from django_celery_beat.models import PeriodicTask
-
     task = (
         PeriodicTask.objects.filter(enabled=True, task=PERIODIC_SYNC_TASK)
         .select_related("interval", "crontab")
@@ -50,11 +49,10 @@ def _fix_hint(integration):
         )
     if integration.status == status.UNVERIFIED:
         return _("The Exchange On Prem connection has not been verified yet.")
-    if integration.status == status.CONSENT_REVOKED:
-        return _(
-            "The consent was withdrawn in Microsoft Entra ID (Enterprise Applications). Syncing "
-            "is paused until an administrator approves again."
-        )
+    if integration.status == status.NEEDS_ATTENTION:
+        return ATTENTION_HINTS.get(integration.attention, "")
+    if integration.status == status.REMOVING:
+        return _("The integration is being removed.")
     if integration.status == status.ERROR:
         if integration.kind == integration.Kind.EWS:
             return _(

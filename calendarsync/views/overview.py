@@ -1,16 +1,18 @@
-"""Översikt and Lägg till leverantör."""
+"""Översikt, Lägg till leverantör and Ta bort integration."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
+from .. import lifecycle
 from ..access import admin_company
-from ..forms import EwsIntegrationForm
-from ..models import Integration
-from .common import consent_url
+from ..forms import EwsIntegrationForm, unique_name
+from ..models import Booking, Integration, MailboxSubscription
+from .common import consent_url, get_integration, redirect_after_edit, render_tab
 
 
 @login_required
@@ -37,13 +39,7 @@ def integration_add(request):
         if kind == Integration.Kind.EWS:
             return redirect("calendarsync:integration_add_ews")
         if kind == Integration.Kind.GRAPH:
-            integration = Integration.objects.create(
-                company=company,
-                kind=Integration.Kind.GRAPH,
-                status=Integration.Status.PENDING_CONSENT,
-                name=_("Exchange Online"),
-            )
-            return redirect(consent_url(integration))
+            return redirect(consent_url(_unconsented_graph(company)))
         messages.error(request, _("Choose Exchange Online / O365 or Exchange On Prem."))
     return render(request, "calendarsync/add.html", {"company": company})
 
@@ -53,11 +49,11 @@ def integration_add(request):
 def integration_add_ews(request):
     """Exchange On Prem: EWS URL, service account and password (stored encrypted)."""
     company = admin_company(request)
-    form = EwsIntegrationForm(request.POST or None)
+    form = EwsIntegrationForm(
+        request.POST or None, instance=Integration(company=company, kind=Integration.Kind.EWS)
+    )
     if request.method == "POST" and form.is_valid():
         integration = form.save(commit=False)
-        integration.company = company
-        integration.kind = Integration.Kind.EWS
         # The EWS connection itself is checked by a later issue's provider; until then the
         # instance is saved but does not sync.
         integration.status = Integration.Status.UNVERIFIED
@@ -69,3 +65,47 @@ def integration_add_ews(request):
         )
         return redirect("calendarsync:integration", code=integration.code)
     return render(request, "calendarsync/add_ews.html", {"company": company, "form": form})
+
+
+def _unconsented_graph(company) -> Integration:
+    """The company's Exchange Online integration that never got consent (a cancelled or
+    failed first attempt), so trying again adds no duplicate; else a new one, named uniquely."""
+    waiting = (
+        company.integrations.filter(
+            kind=Integration.Kind.GRAPH, status=Integration.Status.PENDING_CONSENT, tenant_id=""
+        )
+        .order_by("id")
+        .first()
+    )
+    return waiting or Integration.objects.create(
+        company=company,
+        kind=Integration.Kind.GRAPH,
+        status=Integration.Status.PENDING_CONSENT,
+        name=unique_name(company, _("Exchange Online")),
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def integration_remove(request, code):
+    """Ta bort integration: a confirmation that says what goes, then a removal task."""
+    integration = get_integration(request, code)
+    if request.method == "POST":
+        if lifecycle.remove(integration):
+            messages.success(
+                request,
+                _("%(name)s is being removed. Its One X entries are deleted first.")
+                % {"name": integration.name},
+            )
+        return redirect_after_edit(request, reverse("calendarsync:overview"))
+    counts = {
+        "users": integration.users.count(),
+        "entries": Booking.objects.filter(synced_user__integration=integration).count(),
+        "subscriptions": MailboxSubscription.objects.filter(
+            synced_user__integration=integration
+        ).count(),
+        "rules": integration.rules.count(),
+    }
+    return render_tab(
+        request, "calendarsync/integration_remove.html", integration, "settings", counts
+    )

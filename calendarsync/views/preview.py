@@ -14,9 +14,8 @@ from django.utils.translation import gettext_lazy
 
 from onex.models import AbsenceReason
 
-from .. import planning, rule_text
+from .. import planning, providers, rule_text
 from .. import rules as engine
-from ..providers import provider_for
 from ..providers.base import ProviderError
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ class Row:
 def fetch_items(integration, synced_user):
     start = timezone.now()
     end = start + timedelta(days=integration.days_ahead)
-    return provider_for(integration).fetch(
+    return providers.provider_for(integration).fetch(
         synced_user.email, start, end, include_subject=not integration.all_meetings_private
     )
 

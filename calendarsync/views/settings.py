@@ -6,6 +6,7 @@ from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
+from .. import lifecycle
 from ..forms import EwsConnectionForm, IntegrationSettingsForm
 from ..models import Integration
 from .common import get_integration, redirect_after_edit, render_tab, resync, tab_url
@@ -18,13 +19,16 @@ def integration_settings(request, code):
     form = IntegrationSettingsForm(request.POST or None, instance=integration)
     if request.method == "POST":
         if form.is_valid():
-            integration = form.save()
-            count = resync(integration) if form.has_changed() else 0
-            messages.success(
-                request,
-                _("Settings saved.")
-                + (" " + _("The users are being synced again.") if count else ""),
-            )
+            integration = form.save(commit=False)
+            # Only the form's own fields: a worker may have changed the status meanwhile.
+            # Aktiv is a transition of its own (it removes or restores One X entries).
+            fields = [name for name in form.changed_data if name != "active"]
+            integration.active = form.initial["active"]
+            if fields:
+                integration.save(update_fields=[*fields, "updated_at"])
+            toggled = lifecycle.set_active(integration, form.cleaned_data["active"])
+            count = resync(integration) if fields and integration.syncing else 0
+            messages.success(request, _settings_saved_message(integration, toggled, count))
             url = tab_url(integration, "integration")
             return redirect_after_edit(request, url)
     return render_tab(
@@ -35,6 +39,22 @@ def integration_settings(request, code):
         {"form": form, "connection_form": _connection_form(integration)},
         partial="settings-form",
     )
+
+
+def _settings_saved_message(integration, toggled: bool, resynced: int) -> str:
+    message = _("Settings saved.")
+    if toggled and not integration.active:
+        return (
+            message
+            + " "
+            + _(
+                "Syncing is off: the integration's One X entries and change notifications are "
+                "being removed."
+            )
+        )
+    if (toggled and integration.syncing) or resynced:
+        return message + " " + _("The users are being synced again.")
+    return message
 
 
 def _connection_form(integration, data=None):

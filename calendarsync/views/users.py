@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from onex.models import Subscription
 
+from .. import removal, tasks
 from ..forms import (
     AddUserForm,
     ImportLine,
@@ -33,33 +34,16 @@ EXPORT_CHUNK = 2000
 CHUNK = 500  # emails per IN (...) lookup, well under SQLite's variable limit
 
 
-def request_sync(synced_user):
-    from .. import sync  # imported late: the sync core imports providers and One X
-
-    sync.request_sync(synced_user)
-
-
-def request_first_syncs(integration, new_users):
-    """Queue the first sync of many new users in bulk runs (one Graph $batch per 20)."""
-    from .. import sync
-
-    ids = [synced_user.pk for synced_user in new_users]  # bulk_create filled them in
-    for start in range(0, len(ids), CHUNK):
-        sync.request_syncs(integration.users.filter(pk__in=ids[start : start + CHUNK]))
-
-
 def remove(synced_user) -> str | None:
-    """Remove a user with their bookings, One X entries and email (the sync core's job).
+    """Remove a user with their bookings, One X entries and email (the removal path).
 
     Returns why it could not be done now, or None when the user is gone.
     """
-    from .. import sync
-
     try:
-        sync.remove_synced_user(synced_user)
-    except sync.SyncBusy:
+        removal.remove_synced_user(synced_user)
+    except removal.MailboxBusy:
         return _("The user is being synced right now. Try again in a minute.")
-    except sync.RemovalIncomplete:
+    except removal.RemovalIncomplete:
         return _("One X did not delete every entry yet. Try again in a while.")
     return None
 
@@ -114,7 +98,7 @@ def user_add(request, code):
         except IntegrityError:  # a double submit raced this one: it is added already
             url = tab_url(integration, "users")
             return redirect_after_edit(request, url)
-        transaction.on_commit(lambda: request_sync(synced_user))
+        tasks.start_syncing(integration.users.filter(pk=synced_user.pk))
         messages.success(
             request, _("%(email)s is added and will be synced.") % {"email": synced_user.email}
         )
@@ -134,7 +118,9 @@ def user_add(request, code):
 @require_http_methods(["GET", "POST"])
 def user_remove(request, code, pk):
     integration = get_integration(request, code)
-    synced_user = get_object_or_404(integration.users.select_related("subscription"), pk=pk)
+    synced_user = get_object_or_404(
+        integration.users.select_related("integration__company", "subscription"), pk=pk
+    )
     if request.method == "POST":
         email = synced_user.email
         problem = remove(synced_user)
@@ -220,7 +206,9 @@ def import_users(integration, text) -> list[ImportLine]:
             report.append(ImportLine(number, value, False, problem))
     with transaction.atomic():
         SyncedUser.objects.bulk_create(new_users, batch_size=CHUNK)
-    request_first_syncs(integration, new_users)
+        ids = [synced_user.pk for synced_user in new_users]  # bulk_create filled them in
+        for start in range(0, len(ids), CHUNK):
+            tasks.start_syncing(integration.users.filter(pk__in=ids[start : start + CHUNK]))
     return report
 
 

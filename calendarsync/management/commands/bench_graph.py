@@ -32,7 +32,8 @@ from django.utils import timezone
 from calendarsync import sync
 from calendarsync.models import Booking, Integration, SyncedUser
 from calendarsync.providers.base import ProviderError
-from calendarsync.providers.graph_api import GraphClient, GraphProvider
+from calendarsync.providers.graph.client import GraphClient
+from calendarsync.providers.graph.provider import GraphProvider
 from calendarsync.reconcile import diff, settle
 from calendarsync.rules import PlanSettings, plan
 from onex.models import Company, Subscription
@@ -272,8 +273,10 @@ class Command(BaseCommand):
     def _in_chunks(ids):
         onex = InMemoryAbsences()
         outcomes = []
-        for i in range(0, len(ids), sync.CHUNK_SIZE):
-            outcomes += sync.sync_mailboxes(ids[i : i + sync.CHUNK_SIZE], writer=onex).values()
+        for i in range(0, len(ids), GraphProvider.bulk_size):
+            outcomes += sync.sync_mailboxes(
+                ids[i : i + GraphProvider.bulk_size], writer=onex
+            ).values()
         return outcomes
 
     @staticmethod

@@ -163,15 +163,12 @@ def bench_calendar(email) -> InMemoryCalendar:
 @contextmanager
 def bench_provider(calendar):
     """The integration's provider replaced by an in-memory calendar (no network in a bench)."""
-    saved = providers._FACTORIES.get(Integration.Kind.GRAPH)
-    providers._FACTORIES[Integration.Kind.GRAPH] = lambda integration: calendar
+    saved = providers.provider_for
+    providers.provider_for = lambda integration: calendar
     try:
         yield
     finally:
-        if saved is None:
-            providers._FACTORIES.pop(Integration.Kind.GRAPH, None)
-        else:
-            providers._FACTORIES[Integration.Kind.GRAPH] = saved
+        providers.provider_for = saved
 
 
 def pages(integration, synced):

@@ -9,12 +9,11 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from django.utils import timezone
 
-from calendarsync.models import Activity, Integration, SyncedUser
+from calendarsync import lifecycle, tasks
+from calendarsync.models import Integration, SyncedUser
 from calendarsync.providers.base import ProviderError
-from calendarsync.providers.graph_api import confirm_tenant
-from calendarsync.sync import request_sync
+from calendarsync.providers.graph.client import confirm_tenant
 from onex.models import Company
 
 # The M365 sandbox's Demo AB tenant (sandbox/m365/demo.py); product code never imports it.
@@ -58,14 +57,14 @@ class Command(BaseCommand):
         integration = graph.first() or Integration(
             company=company, kind=Integration.Kind.GRAPH, name="Exchange Online"
         )
-        if integration.status != Integration.Status.CONNECTED or integration.tenant_id != tenant:
-            integration.tenant_id = tenant
-            integration.status = Integration.Status.CONNECTED
-            integration.consented_at = timezone.now()
-            integration.last_error = ""
+        if integration.pk is None:
             integration.save()
-            Activity.record(
-                integration, "consent_granted", "Connected to the Microsoft 365 sandbox tenant."
+        if integration.tenant_id != tenant or integration.status != Integration.Status.CONNECTED:
+            lifecycle.connected(
+                integration,
+                "Connected to the Microsoft 365 sandbox tenant.",
+                event="consent_granted",
+                tenant_id=tenant,
             )
         return integration
 
@@ -79,5 +78,5 @@ class Command(BaseCommand):
             )
             if created:
                 added.append(user)
-                request_sync(user)
+        tasks.start_syncing(integration.users.filter(pk__in=[user.pk for user in added]))
         return added

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from mss.schedules import PERIODIC_TASKS
+from mss.schedules import PERIODIC_TASKS, RETIRED_TASKS
 
 
 def _schedule_kwargs(schedule):
@@ -23,6 +23,9 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options):
+        retired, _ = PeriodicTask.objects.filter(task__in=RETIRED_TASKS).delete()
+        if retired:
+            self.stdout.write(f"Removed {retired} entries of tasks that no longer exist")
         for name, spec in PERIODIC_TASKS.items():
             _, created = PeriodicTask.objects.get_or_create(
                 name=name, defaults={"task": spec["task"], **_schedule_kwargs(spec["schedule"])}

@@ -7,19 +7,19 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from calendarsync import planning
-from calendarsync.providers.graph import items_from_graph
+from calendarsync.providers.graph.mapping import items_from_graph
 from calendarsync.rules import STOCKHOLM
 
 
 class Command(BaseCommand):
     help = (
-        "Print the One X absences a Microsoft Graph calendarView JSON would become, as JSON. "
+        "Print the One X absences a Microsoft Graph calendar-view response (JSON) would become, as JSON. "
         "Settings and rules: see the README, 'Dry run: preview_absences'."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--events", required=True, help="Graph calendarView response or a list of events"
+            "--events", required=True, help="a Graph calendar-view response or a list of events"
         )
         # `manage.py` passes `--settings FILE` on as --settings-file (see manage.py).
         parser.add_argument(

@@ -2,8 +2,9 @@
 
 All Exchange Online I/O goes through `GraphClient.request` and `GraphClient.batch`: one place for
 timeouts, throttling (429 honours Retry-After, inside a batch too), the 4-concurrent-requests per
-mailbox limit, and classifying failures — revoked consent becomes `ConsentRevoked` (the whole
-integration pauses), an unknown mailbox `MailboxNotFound` (that user only).
+mailbox limit, and classifying failures: lost access becomes an `AccessLost` (consent revoked,
+credentials rejected, permissions removed: the whole integration needs its administrator), an
+unknown mailbox `MailboxNotFound` (that user only).
 """
 
 import logging
@@ -11,8 +12,6 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from functools import cache
@@ -23,9 +22,14 @@ import msal
 import requests
 from django.conf import settings
 
-from . import register
-from .base import ConsentRevoked, MailboxNotFound, ProviderError
-from .graph import addin_property_id, calendar_view_select, items_from_graph, window_with_margin
+from ..base import (
+    ConsentRevoked,
+    CredentialsRejected,
+    MailboxNotFound,
+    PermissionsRemoved,
+    ProviderError,
+    SubscriptionGone,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +52,6 @@ MAILBOX_ERRORS = {
 }
 
 
-class SubscriptionGone(ProviderError):
-    """Graph no longer knows the subscription (expired or removed): create a new one."""
-
-    def __init__(self, message="subscription not found"):
-        super().__init__(message, permanent=True, code="subscription_gone")
-
-
 def _aadsts_codes(result: dict) -> set[int]:
     codes = {int(code) for code in result.get("error_codes") or [] if str(code).isdigit()}
     codes |= {int(code) for code in re.findall(r"AADSTS(\d+)", result.get("error_description", ""))}
@@ -69,8 +66,8 @@ def classify_token_error(result: dict) -> ProviderError:
     if error == "unauthorized_client" or (error in CONSENT_ERRORS and codes & CONSENT_CODES):
         return ConsentRevoked(f"consent revoked or app disabled: {label}", code=label)
     if error == "invalid_client":
-        # A wrong or expired client secret is ours to fix, not the customer's consent.
-        return ProviderError(f"app credentials rejected: {label}", permanent=True, code=label)
+        # A wrong or expired client secret: ours to fix (Telenor's app registration).
+        return CredentialsRejected(f"app credentials rejected: {label}", code=label)
     if error == "invalid_request" and 90002 in codes:
         return ProviderError(f"tenant not found: {label}", permanent=True, code=label)
     return ProviderError(f"token request failed: {label}", code=label)
@@ -170,7 +167,7 @@ def classify_graph_error(status: int, body, *, mailbox: str | None) -> ProviderE
     if status == 401:
         return ConsentRevoked(f"Graph rejected the token ({code or 401})", code=f"graph_401_{code}")
     if status == 403:
-        return ConsentRevoked(f"Graph denied access ({code or 403})", code=f"graph_403_{code}")
+        return PermissionsRemoved(f"Graph denied access ({code or 403})", code=f"graph_403_{code}")
     if status == 404 and mailbox and code in MAILBOX_ERRORS:
         return MailboxNotFound(f"mailbox not found ({code})")
     if status == 404:
@@ -303,7 +300,7 @@ class GraphClient:
                 "resource": f"/users/{mailbox}/events",
                 "notificationUrl": notification_url,
                 "lifecycleNotificationUrl": lifecycle_url,
-                "expirationDateTime": _graph_time(expires),
+                "expirationDateTime": graph_time(expires),
                 "clientState": client_state,
             },
         )
@@ -312,7 +309,7 @@ class GraphClient:
         return self.request(
             "PATCH",
             f"/subscriptions/{subscription_id}",
-            json={"expirationDateTime": _graph_time(expires)},
+            json={"expirationDateTime": graph_time(expires)},
         )
 
     def reauthorize_subscription(self, subscription_id: str) -> None:
@@ -332,116 +329,9 @@ def _json_or_none(response):
         return None
 
 
-def _graph_time(moment: datetime) -> str:
+def graph_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
 
 
-def _graph_window_time(moment: datetime) -> str:
+def graph_window_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class GraphProvider:
-    """Reads Exchange Online calendars for one integration (the sync core's CalendarProvider)."""
-
-    def __init__(self, tenant_id: str, *, parallel_batches: int = 8, client=None):
-        self.client = client or GraphClient(tenant_id)
-        self.parallel_batches = parallel_batches
-
-    def _view_path(self, mailbox: str, start: datetime, end: datetime, include_subject: bool):
-        first, last = window_with_margin(start, end)
-        params = {
-            "startDateTime": _graph_window_time(first),
-            "endDateTime": _graph_window_time(last),
-            "$select": calendar_view_select(include_subject=include_subject),
-            "$expand": (
-                "singleValueExtendedProperties($filter=id eq "
-                f"'{addin_property_id(settings.MS_ADDIN_ID)}')"
-            ),
-        }
-        return f"/users/{mailbox}/calendarView?{urlencode(params)}"
-
-    HEADERS = {"Prefer": f'outlook.timezone="UTC", odata.maxpagesize={PAGE_SIZE}'}
-
-    @staticmethod
-    def _in_window(items, start, end):
-        return [item for item in items if item.start < end and item.end > start]
-
-    def fetch(self, mailbox, start, end, *, include_subject):
-        events, url = [], self._view_path(mailbox, start, end, include_subject)
-        while url:
-            page = self.client.request("GET", url, mailbox=mailbox, headers=self.HEADERS)
-            events.extend(page.get("value", []))
-            url = page.get("@odata.nextLink")
-        return self._in_window(
-            items_from_graph(events, include_subject=include_subject), start, end
-        )
-
-    def fetch_many(self, mailboxes: Iterable[str], start, end, *, include_subject):
-        """Up to 20 mailboxes per $batch, batches in parallel, pages followed in later rounds.
-
-        A mailbox-level failure is that mailbox's error. Revoked consent raises: it concerns
-        the whole integration.
-        """
-        mailboxes = list(dict.fromkeys(mailboxes))
-        chunks = [mailboxes[i : i + BATCH_LIMIT] for i in range(0, len(mailboxes), BATCH_LIMIT)]
-        results: dict = {}
-        if not chunks:
-            return results
-        with ThreadPoolExecutor(max_workers=min(self.parallel_batches, len(chunks))) as pool:
-            for chunk_result in pool.map(
-                lambda chunk: self._fetch_chunk(chunk, start, end, include_subject), chunks
-            ):
-                results.update(chunk_result)
-        return results
-
-    def _fetch_chunk(self, mailboxes, start, end, include_subject):
-        events: dict[str, list] = {m: [] for m in mailboxes}
-        errors: dict[str, ProviderError] = {}
-        next_url = {m: self._view_path(m, start, end, include_subject) for m in mailboxes}
-        denied = []
-        base = settings.MS_GRAPH_URL.rstrip("/")
-        while next_url:
-            ids = {str(n): mailbox for n, mailbox in enumerate(next_url)}
-            steps = [
-                {
-                    "id": step_id,
-                    "method": "GET",
-                    "url": next_url[mailbox].removeprefix(base),
-                    "headers": self.HEADERS,
-                    "mailbox": mailbox,
-                }
-                for step_id, mailbox in ids.items()
-            ]
-            responses = self.client.batch(steps)
-            next_url = {}
-            for step_id, mailbox in ids.items():
-                response = responses[step_id]
-                status, body = response.get("status"), response.get("body")
-                if status == 200:
-                    events[mailbox].extend(body.get("value", []))
-                    if body.get("@odata.nextLink"):
-                        next_url[mailbox] = body["@odata.nextLink"]
-                    continue
-                error = classify_graph_error(status, body, mailbox=mailbox)
-                if isinstance(error, ConsentRevoked):
-                    denied.append((mailbox, error))
-                else:
-                    errors[mailbox] = error
-        if denied and len(denied) == len(mailboxes):
-            raise denied[0][1]
-        # Some mailboxes readable, some denied: the app's access is scoped (RBAC for
-        # Applications), not revoked — the denied ones are those users' errors.
-        for mailbox, _ in denied:
-            errors[mailbox] = MailboxNotFound("mailbox not readable by the app (access denied)")
-        return {
-            mailbox: errors.get(mailbox)
-            or self._in_window(
-                items_from_graph(events[mailbox], include_subject=include_subject), start, end
-            )
-            for mailbox in mailboxes
-        }
-
-
-@register("graph")
-def graph_provider(integration) -> GraphProvider:
-    return GraphProvider(integration.tenant_id)

@@ -1,8 +1,6 @@
-"""Exchange Online through Microsoft Graph.
+"""Graph event JSON (what `calendarView` returns) → provider-free `CalendarItem` values.
 
-The top of this module is the pure mapping from Graph event JSON (what `calendarView` returns)
-to provider-free `CalendarItem` values. Private and confidential events are dropped here and go
-no further. The HTTP provider follows below the mapping.
+Pure functions. Private and confidential events are dropped here and go no further.
 """
 
 import json
@@ -181,8 +179,3 @@ def window_with_margin(start: datetime, end: datetime) -> tuple[datetime, dateti
     """The calendarView range to ask for: a day more on each side, because all-day events are
     stored differently from how they are shown and can fall off the window's edges."""
     return start - timedelta(days=1), end + timedelta(days=1)
-
-
-# The HTTP provider (tokens, calendarView, $batch) lives in graph_api, which uses the mapping
-# above; importing it here registers kind "graph" when provider_for() loads this module.
-from . import graph_api  # noqa: E402, F401

@@ -1,0 +1,178 @@
+"""Change-notification subscriptions, one per synced mailbox, through the provider interface.
+
+`ensure` subscribes the mailboxes of a chunk that have none, renews those close to expiry and
+recreates those the provider forgot; `end` unsubscribes. Both send their requests in parallel
+threads (the provider's I/O only) and write the database from the calling thread, in bulk.
+Tasks run them per chunk (`tasks.request_subscriptions`), so 10,000 mailboxes are spread over
+many tasks and workers instead of one long loop.
+"""
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import DatabaseError
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import providers
+from .models import Integration, MailboxSubscription, SyncedUser
+from .providers.base import (
+    AccessLost,
+    MailboxNotFound,
+    ProviderError,
+    Subscribed,
+    SubscriptionGone,
+)
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 100  # mailboxes per subscription task
+PARALLEL = 16  # requests in flight per task
+# Renew when less than this is left (the beat runs every 30 minutes).
+RENEW_BEFORE = timedelta(hours=12)
+
+
+@dataclass
+class Ensured:
+    subscribed: int = 0
+    renewed: int = 0
+    failed_ids: list[int] = field(default_factory=list)
+    resync: list[int] = field(default_factory=list)  # users that may have missed changes
+
+
+def due_users():
+    """Users of syncing integrations without a live subscription, or one expiring soon."""
+    return SyncedUser.objects.may_sync().exclude(
+        mailbox_subscription__status=MailboxSubscription.Status.ACTIVE,
+        mailbox_subscription__expires_at__gt=timezone.now() + RENEW_BEFORE,
+    )
+
+
+def ensure(users: Iterable[SyncedUser], *, renew_all: bool = False, provider=None) -> Ensured:
+    """Subscribe, renew or recreate the subscriptions of `users` (one integration's).
+
+    `renew_all` renews every live subscription now (a provider asked to reauthorize). Lost
+    access stops the integration (needs attention) and the rest of the chunk.
+    """
+    users = [user for user in users if user.integration.syncing]
+    result = Ensured()
+    if not users:
+        return result
+    integration = users[0].integration
+    provider = provider or providers.provider_for(integration)
+    existing = {
+        sub.synced_user_id: sub for sub in MailboxSubscription.objects.filter(synced_user__in=users)
+    }
+    soon = timezone.now() + RENEW_BEFORE
+
+    def work(user: SyncedUser) -> tuple[str, Subscribed | ProviderError]:
+        current = existing.get(user.pk)
+        live = current is not None and current.status == MailboxSubscription.Status.ACTIVE
+        try:
+            if live and not renew_all and current.expires_at and current.expires_at > soon:
+                return "kept", None
+            if live:
+                try:
+                    return "renewed", provider.renew(current.provider_subscription_id)
+                except SubscriptionGone:
+                    return "recreated", provider.subscribe(user.email)
+            return "subscribed", provider.subscribe(user.email)
+        except ProviderError as exc:
+            return "failed", exc
+
+    for user, (action, answer) in zip(users, _parallel(work, users), strict=True):
+        if isinstance(answer, AccessLost):
+            # Graph drops an app's subscriptions itself when its access goes.
+            integration.needs_attention(answer)
+            break
+        if action == "failed":
+            result.failed_ids.append(user.pk)
+            _record_failure(user, existing.get(user.pk), answer)
+        elif action == "renewed":
+            result.renewed += 1
+            _record_renewal(existing[user.pk], answer)
+        elif action in ("subscribed", "recreated"):
+            result.subscribed += 1
+            if _record_new(user, answer, provider) and action == "recreated":
+                result.resync.append(user.pk)
+    return result
+
+
+def _record_new(user: SyncedUser, subscribed: Subscribed, provider) -> bool:
+    fields = {
+        "provider_subscription_id": subscribed.id,
+        "expires_at": subscribed.expires_at,
+        "client_state": subscribed.secret,
+        "watermark": subscribed.watermark,
+        "status": MailboxSubscription.Status.ACTIVE,
+        "last_error": "",
+    }
+    try:
+        # Plain UPDATE, else INSERT: no read-then-write transaction (SQLite answers those
+        # with "database is locked" at once when another process is writing).
+        if not MailboxSubscription.objects.filter(synced_user=user).update(**fields):
+            MailboxSubscription.objects.create(synced_user=user, **fields)
+    except DatabaseError:
+        # The provider has a subscription we could not record (the user was removed
+        # meanwhile, say): end it rather than leak it.
+        logger.warning("Subscription for user %s not recorded; ending it", user.pk)
+        _quietly_unsubscribe(provider, subscribed.id)
+        return False
+    return True
+
+
+def _record_renewal(subscription: MailboxSubscription, renewed: Subscribed) -> None:
+    subscription.expires_at = renewed.expires_at
+    subscription.status = MailboxSubscription.Status.ACTIVE
+    subscription.last_error = ""
+    subscription.save(update_fields=["expires_at", "status", "last_error"])
+
+
+def _record_failure(user, subscription, exc: ProviderError) -> None:
+    message = (
+        _("The mailbox was not found.")
+        if isinstance(exc, MailboxNotFound)
+        else _("Change notifications could not be set up: %(error)s") % {"error": exc.code}
+    )
+    logger.warning("Subscription for user %s failed: %s", user.pk, exc.code)
+    if subscription is not None:
+        subscription.status = MailboxSubscription.Status.FAILED
+        subscription.last_error = message
+        subscription.save(update_fields=["status", "last_error"])
+
+
+def end(subscriptions: Iterable[MailboxSubscription], integration: Integration, provider=None):
+    """Unsubscribe and delete these subscription rows (of one integration); returns how many
+    ended. Without access the provider has dropped them itself, so they count as ended."""
+    subscriptions = list(subscriptions)
+    if not subscriptions:
+        return 0
+    provider = provider or providers.provider_for(integration)
+
+    def work(subscription):
+        return _quietly_unsubscribe(provider, subscription.provider_subscription_id)
+
+    ended = [
+        sub.pk for sub, ok in zip(subscriptions, _parallel(work, subscriptions), strict=True) if ok
+    ]
+    MailboxSubscription.objects.filter(pk__in=ended).delete()
+    return len(ended)
+
+
+def _quietly_unsubscribe(provider, subscription_id: str) -> bool:
+    try:
+        provider.unsubscribe(subscription_id)
+    except (AccessLost, SubscriptionGone):
+        return True  # without access the provider drops its subscriptions itself
+    except ProviderError as exc:
+        logger.warning("Could not end subscription: %s", exc.code)
+        return False
+    return True
+
+
+def _parallel(work: Callable, items: list) -> list:
+    with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL, len(items)))) as pool:
+        return list(pool.map(work, items))
