@@ -34,11 +34,11 @@ SETTINGS_HELP = {
 
 def unique_name(company, base: str) -> str:
     """`base`, or "base 2", "base 3" … : the first name none of the company's integrations has."""
-    taken = set(company.integrations.values_list("name", flat=True))
+    taken = {name.lower() for name in company.integrations.values_list("name", flat=True)}
     return next(
         name
         for name in (base if n == 1 else f"{base} {n}" for n in range(1, len(taken) + 2))
-        if name not in taken
+        if name.lower() not in taken
     )
 
 

@@ -32,6 +32,8 @@ INTEGRATION_VIEWS = [
     ("user_remove", "post", True, False),
     ("dashboard", "get", False, False),
     ("dashboard_timeline", "get", False, False),
+    ("integration_remove", "get", False, False),
+    ("integration_remove", "post", False, False),
 ]
 
 
@@ -57,6 +59,8 @@ def test_it_404s_for_another_companys_integration(
     response = getattr(en_client, method)(url, HTTP_HX_REQUEST="true")
     assert response.status_code == 404
     # Nothing of theirs changed either.
+    foreign_integration.refresh_from_db()
+    assert foreign_integration.status != "removing"
     assert foreign_integration.users.count() == 1
     assert foreign_integration.rules.count() == 1
 

@@ -1181,7 +1181,7 @@ class Handler(BaseHTTPRequestHandler):
                     tenant["id"],
                     f"user{n:05d}@{generate.get('domain', 'bench.se')}",
                     f"User {n}",
-                    fortnight=True,
+                    fortnight=bool(generate.get("fortnight", True)),
                     index=n,
                 )
             sandbox.save()

@@ -14,9 +14,6 @@ Prints mailboxes per second and Graph HTTP requests per mailbox (a $batch counts
 steps are shown separately). The product reaches the sandbox only through settings, as always.
 """
 
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,11 +22,12 @@ from pathlib import Path
 
 import requests
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
 from calendarsync import sync
+from calendarsync.management.m365_process import start_m365_sandbox
 from calendarsync.models import Booking, Integration, SyncedUser
 from calendarsync.providers.base import ProviderError
 from calendarsync.providers.graph.client import GraphClient
@@ -61,49 +59,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         with tempfile.TemporaryDirectory() as tmp:
-            process, base_url, ca_file = self._start_sandbox(Path(tmp), options["port"])
+            process, base_url, ca_file = start_m365_sandbox(Path(tmp), options["port"])
             try:
                 self._run(base_url, ca_file, options)
             finally:
                 process.terminate()
                 process.wait(timeout=10)
-
-    def _start_sandbox(self, tmp: Path, port: int):
-        if port == 0:
-            import socket
-
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
-        ca_file = tmp / "ca.pem"
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sandbox.m365",
-                "--port",
-                str(port),
-                "--no-demo",
-                "--ca-file",
-                str(ca_file),
-                "--client-id",
-                settings.MS_CLIENT_ID,
-            ],
-            cwd=settings.BASE_DIR,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            # The secret goes by environment, never on a command line that `ps` shows.
-            env={
-                **os.environ,
-                "PYTHONPATH": str(settings.BASE_DIR),
-                "MS_CLIENT_SECRET": settings.MS_CLIENT_SECRET,
-            },
-        )
-        line = process.stdout.readline()
-        if "M365 sandbox on" not in line:
-            raise CommandError(f"the sandbox did not start: {line}")
-        return process, f"https://127.0.0.1:{port}", str(ca_file)
 
     def _run(self, base_url, ca_file, options):
         settings.MS_LOGIN_URL = base_url

@@ -13,7 +13,7 @@ from calendarsync.rules import STOCKHOLM
 
 class Command(BaseCommand):
     help = (
-        "Print the One X absences a Microsoft Graph calendar-view response (JSON) would become, as JSON. "
+        "Print, as JSON, the One X absences a Graph calendar-view response (JSON) would become. "
         "Settings and rules: see the README, 'Dry run: preview_absences'."
     )
 
