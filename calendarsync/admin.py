@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
-from django.utils.translation import gettext as _now
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import lifecycle, tasks
@@ -73,7 +73,7 @@ class IntegrationAdmin(admin.ModelAdmin):
 
     def response_delete(self, request, obj_display, obj_id):
         response = super().response_delete(request, obj_display, obj_id)
-        messages.info(request, _now("The removal runs in the background."))
+        messages.info(request, gettext("The removal runs in the background."))
         return response
 
 
@@ -110,7 +110,7 @@ class SyncedUserAdmin(admin.ModelAdmin):
 
     def response_delete(self, request, obj_display, obj_id):
         response = super().response_delete(request, obj_display, obj_id)
-        messages.info(request, _now("The removal runs in the background."))
+        messages.info(request, gettext("The removal runs in the background."))
         return response
 
 

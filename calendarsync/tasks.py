@@ -204,42 +204,39 @@ def resubscribe(synced_user_ids):
     request_syncs(users)
 
 
-# ----- removing
+# ----- removing: what is left (a busy mailbox, entries One X did not delete) is retried.
+
+removal_task = shared_task(
+    bind=True,
+    autoretry_for=(removal.RemovalIncomplete,),
+    retry_kwargs={"max_retries": 20, "countdown": REMOVAL_RETRY_SECONDS},
+)
 
 
-@shared_task(bind=True, max_retries=10)
+@removal_task
 def remove_synced_user(self, synced_user_id):
     synced_user = _synced_user(synced_user_id)
     if synced_user is None:
         return "gone"
-    try:
-        removal.remove_synced_user(synced_user)
-    except removal.RemovalIncomplete as exc:
-        raise self.retry(countdown=REMOVAL_RETRY_SECONDS, exc=exc) from exc
+    removal.remove_synced_user(synced_user)
     return "removed"
 
 
-@shared_task(bind=True, max_retries=20)
+@removal_task
 def clear_integration(self, integration_id):
     """Aktiv off: unless it was switched on again meanwhile, its entries and subscriptions go."""
     integration = Integration.objects.filter(pk=integration_id, active=False).first()
     if integration is None or integration.status == Integration.Status.REMOVING:
         return "skipped"
-    try:
-        return removal.clear_integration(integration)
-    except removal.RemovalIncomplete as exc:
-        raise self.retry(countdown=REMOVAL_RETRY_SECONDS, exc=exc) from exc
+    return removal.clear_integration(integration)
 
 
-@shared_task(bind=True, max_retries=20)
+@removal_task
 def remove_integration(self, integration_id):
     integration = Integration.objects.filter(
         pk=integration_id, status=Integration.Status.REMOVING
     ).first()
     if integration is None:
         return "gone"
-    try:
-        removal.remove_integration(integration)
-    except removal.RemovalIncomplete as exc:
-        raise self.retry(countdown=REMOVAL_RETRY_SECONDS, exc=exc) from exc
+    removal.remove_integration(integration)
     return "removed"

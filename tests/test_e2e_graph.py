@@ -433,15 +433,15 @@ def assert_nothing_left(m365, onex_sandbox):
 
 @pytest.mark.e2e
 def test_removing_an_integration_in_the_ui_leaves_nothing_behind(
-    worker, m365, onex_sandbox, graph_integration, tenant, admin_client
+    worker, m365, onex_sandbox, graph_integration, tenant, en_client
 ):
     anna_with_an_entry(graph_integration, m365, onex_sandbox, tenant)
     url = reverse("calendarsync:integration_remove", args=[graph_integration.code])
-    confirm = admin_client.get(url).content.decode()
+    confirm = en_client.get(url).content.decode()
     assert "1 user and their email address" in confirm and "1 entry in One X" in confirm
-    response = admin_client.post(url)
+    response = en_client.post(url)
     assert response["Location"] == reverse("calendarsync:overview")
-    overview = admin_client.get(response["Location"]).content.decode()
+    overview = en_client.get(response["Location"]).content.decode()
     assert "Exchange Online is being removed." in overview
     wait_for(lambda: not Integration.objects.exists(), 60, message="the removal task")
     assert_nothing_left(m365, onex_sandbox)

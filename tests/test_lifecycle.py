@@ -60,6 +60,13 @@ def synced(integration, users, calendar, onex):
     return users
 
 
+@pytest.fixture
+def staff(django_user_model):
+    staff = Client()
+    staff.force_login(django_user_model.objects.create_superuser("s@telenor.se", password="x-1"))
+    return staff
+
+
 # ----- transitions
 
 
@@ -208,11 +215,9 @@ def test_django_admin_deletes_through_the_removal_path(
     calendar,
     onex,
     eager_celery,
-    django_user_model,
+    staff,
     django_capture_on_commit_callbacks,
 ):
-    staff = Client()
-    staff.force_login(django_user_model.objects.create_superuser("s@telenor.se", password="x-1"))
     user_url = reverse("admin:calendarsync_synceduser_delete", args=[synced[0].pk])
     with django_capture_on_commit_callbacks(execute=True):
         assert staff.post(user_url, {"post": "yes"}).status_code == 302
@@ -232,11 +237,9 @@ def test_django_admin_aktiv_goes_through_the_state_machine(
     calendar,
     onex,
     eager_celery,
-    django_user_model,
+    staff,
     django_capture_on_commit_callbacks,
 ):
-    staff = Client()
-    staff.force_login(django_user_model.objects.create_superuser("s@telenor.se", password="x-1"))
     url = reverse("admin:calendarsync_integration_change", args=[integration.pk])
     form = {
         "company": integration.company_id,

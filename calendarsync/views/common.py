@@ -3,7 +3,7 @@
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 
 from .. import tasks
 from ..access import get_company_object_or_404
@@ -11,16 +11,16 @@ from ..models import Integration
 
 # What the admin must do, for each reason an integration needs attention.
 ATTENTION_HINTS = {
-    Integration.Attention.CONSENT_REVOKED: _lazy(
+    Integration.Attention.CONSENT_REVOKED: gettext_lazy(
         "The consent was withdrawn in Microsoft Entra ID (Enterprise Applications). Syncing "
         "is paused until an administrator approves again."
     ),
-    Integration.Attention.CREDENTIALS_REJECTED: _lazy(
+    Integration.Attention.CREDENTIALS_REJECTED: gettext_lazy(
         "The server no longer accepts the app's credentials. Syncing is paused: for Exchange "
         "Online contact Telenor support; for Exchange On Prem enter the service account's "
         "password again under Settings."
     ),
-    Integration.Attention.PERMISSIONS_REMOVED: _lazy(
+    Integration.Attention.PERMISSIONS_REMOVED: gettext_lazy(
         "The app's permission to read calendars was removed. Syncing is paused until an "
         "administrator approves again in Microsoft (or restores the service account's rights)."
     ),
@@ -39,11 +39,24 @@ def render_tab(request, template, integration, tab, context=None, *, partial=Non
         "tab": tab,
         "consent_url": consent_url(integration),
         "attention_hint": ATTENTION_HINTS.get(integration.attention, ""),
+        "offer_consent": _offer_consent(integration),
         **(context or {}),
     }
     if partial and request.htmx and not request.htmx.boosted:
         template = f"{template}#{partial}"
     return render(request, template, context)
+
+
+def _offer_consent(integration) -> bool:
+    """A consent (again) can help: it is missing, or withdrawn with the permissions."""
+    status, attention = integration.Status, integration.Attention
+    return integration.kind == integration.Kind.GRAPH and (
+        integration.status == status.PENDING_CONSENT
+        or (
+            integration.status == status.NEEDS_ATTENTION
+            and integration.attention != attention.CREDENTIALS_REJECTED
+        )
+    )
 
 
 def consent_url(integration) -> str | None:

@@ -27,14 +27,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from calendarsync import sync
-from calendarsync.management.m365_process import start_m365_sandbox
-from calendarsync.models import Booking, Integration, SyncedUser
+from calendarsync.management.graph_bench import bench_integration, start_m365_sandbox
+from calendarsync.models import Booking, SyncedUser
 from calendarsync.providers.base import ProviderError
 from calendarsync.providers.graph.client import GraphClient
 from calendarsync.providers.graph.provider import GraphProvider
 from calendarsync.reconcile import diff, settle
 from calendarsync.rules import PlanSettings, plan
-from onex.models import Company, Subscription
 from onex.operations import InMemoryAbsences
 
 BENCH_TENANT = "be9c0000-0000-4000-8000-00000000be9c"
@@ -174,7 +173,8 @@ class Command(BaseCommand):
 
         try:
             with transaction.atomic():
-                ids = self._product_users(mailboxes)
+                integration = bench_integration("bench-graph", BENCH_TENANT, mailboxes)
+                ids = list(integration.users.order_by("pk").values_list("pk", flat=True))
                 for label, run in (
                     ("per mailbox (sync_mailbox, one read each)", self._one_by_one),
                     ("chunks of 20 (sync_mailboxes, one $batch each)", self._in_chunks),
@@ -201,28 +201,6 @@ class Command(BaseCommand):
                 raise Rollback
         except Rollback:
             pass
-
-    @staticmethod
-    def _product_users(mailboxes) -> list[int]:
-        company = Company.objects.create(
-            name="Bench AB", org_number="bench-graph", onex_id="bench-graph"
-        )
-        integration = Integration.objects.create(
-            company=company,
-            kind=Integration.Kind.GRAPH,
-            name="Bench",
-            status=Integration.Status.CONNECTED,
-            tenant_id=BENCH_TENANT,
-        )
-        subscriptions = Subscription.objects.bulk_create(
-            Subscription(company=company, onex_id=f"bench-{n}", email=mailbox)
-            for n, mailbox in enumerate(mailboxes)
-        )
-        SyncedUser.objects.bulk_create(
-            SyncedUser(integration=integration, subscription=s, email=s.email)
-            for s in subscriptions
-        )
-        return list(integration.users.order_by("pk").values_list("pk", flat=True))
 
     @staticmethod
     def _one_by_one(ids):

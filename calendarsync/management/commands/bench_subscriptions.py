@@ -21,10 +21,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from calendarsync import subscriptions, tasks
-from calendarsync.management.m365_process import free_port, start_m365_sandbox
-from calendarsync.models import Integration, MailboxSubscription, SyncedUser
+from calendarsync.management.graph_bench import (
+    bench_integration,
+    free_port,
+    start_m365_sandbox,
+)
+from calendarsync.models import MailboxSubscription, SyncedUser
 from mss.celery import app
-from onex.models import Company, Subscription
+from onex.models import Company
 
 BENCH_TENANT = "be9c0000-0000-4000-8000-0000000005b5"
 
@@ -153,7 +157,9 @@ class Command(BaseCommand):
             json={"latency_ms": options["latency_ms"], "log": False},
             timeout=10,
         ).raise_for_status()
-        company, integration = self._users(count)
+        emails = [f"user{n:05d}@bench.se" for n in range(count)]
+        integration = bench_integration("bench-subscriptions", BENCH_TENANT, emails)
+        company = integration.company
         subscribed = MailboxSubscription.objects.filter(
             synced_user__integration=integration, status="active"
         )
@@ -180,27 +186,6 @@ class Command(BaseCommand):
             f"sandbox holds {len(remote.get('value', []))} subscriptions; database: "
             f"{connection.vendor}; load average {load} on {os.cpu_count()} cores"
         )
-
-    @staticmethod
-    def _users(count):
-        company = Company.objects.create(
-            name="Bench AB", org_number="bench-subs", onex_id="bench-subscriptions"
-        )
-        integration = Integration.objects.create(
-            company=company,
-            kind=Integration.Kind.GRAPH,
-            name="Bench",
-            status=Integration.Status.CONNECTED,
-            tenant_id=BENCH_TENANT,
-        )
-        subs = Subscription.objects.bulk_create(
-            Subscription(company=company, onex_id=f"bench-s{n}", email=f"user{n:05d}@bench.se")
-            for n in range(count)
-        )
-        SyncedUser.objects.bulk_create(
-            SyncedUser(integration=integration, subscription=s, email=s.email) for s in subs
-        )
-        return company, integration
 
     @staticmethod
     def _wait_until(predicate, timeout, what):

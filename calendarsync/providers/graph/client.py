@@ -280,40 +280,7 @@ class GraphClient:
             results[step["id"]] = {"status": 429, "headers": {}, "body": {}}
         return results
 
-    # ----- change-notification subscriptions
-
-    def create_subscription(
-        self,
-        mailbox: str,
-        *,
-        notification_url: str,
-        lifecycle_url: str,
-        client_state: str,
-        expires: datetime,
-    ) -> dict:
-        return self.request(
-            "POST",
-            "/subscriptions",
-            mailbox=mailbox,
-            json={
-                "changeType": "created,updated,deleted",
-                "resource": f"/users/{mailbox}/events",
-                "notificationUrl": notification_url,
-                "lifecycleNotificationUrl": lifecycle_url,
-                "expirationDateTime": graph_time(expires),
-                "clientState": client_state,
-            },
-        )
-
-    def renew_subscription(self, subscription_id: str, expires: datetime) -> dict:
-        return self.request(
-            "PATCH",
-            f"/subscriptions/{subscription_id}",
-            json={"expirationDateTime": graph_time(expires)},
-        )
-
-    def reauthorize_subscription(self, subscription_id: str) -> None:
-        self.request("POST", f"/subscriptions/{subscription_id}/reauthorize")
+    # ----- change-notification subscriptions (made and renewed by GraphProvider)
 
     def delete_subscription(self, subscription_id: str) -> None:
         try:

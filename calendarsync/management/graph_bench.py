@@ -1,4 +1,5 @@
-"""The Microsoft 365 sandbox as a child process, for the Graph benchmarks (never the product)."""
+"""What the Graph benchmarks share: the Microsoft 365 sandbox as a child process and a company
+with an integration of N mailboxes (never used by the product)."""
 
 import os
 import socket
@@ -8,6 +9,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import CommandError
+
+from calendarsync.models import Integration, SyncedUser
+from onex.models import Company, Subscription
 
 
 def free_port() -> int:
@@ -48,3 +52,23 @@ def start_m365_sandbox(tmp: Path, port: int = 0) -> tuple[subprocess.Popen, str,
     if "M365 sandbox on" not in line:
         raise CommandError(f"the sandbox did not start: {line}")
     return process, f"https://127.0.0.1:{port}", str(ca_file)
+
+
+def bench_integration(tag: str, tenant_id: str, mailboxes) -> Integration:
+    """A connected Exchange Online integration of a company of its own, syncing `mailboxes`."""
+    company = Company.objects.create(name="Bench AB", org_number=tag, onex_id=tag)
+    integration = Integration.objects.create(
+        company=company,
+        kind=Integration.Kind.GRAPH,
+        name="Bench",
+        status=Integration.Status.CONNECTED,
+        tenant_id=tenant_id,
+    )
+    subscriptions = Subscription.objects.bulk_create(
+        Subscription(company=company, onex_id=f"{tag}-{n}", email=mailbox)
+        for n, mailbox in enumerate(mailboxes)
+    )
+    SyncedUser.objects.bulk_create(
+        SyncedUser(integration=integration, subscription=s, email=s.email) for s in subscriptions
+    )
+    return integration
