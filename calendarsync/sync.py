@@ -104,7 +104,7 @@ def sync_mailbox(
     now = now or timezone.now()
     integration = synced_user.integration
     if not _may_sync(synced_user, integration):
-        _drop_request(synced_user)
+        _drop_requests([synced_user.pk])
         return SyncOutcome(Status.INACTIVE)
     if not claim(synced_user, now):
         return SyncOutcome(Status.BUSY)
@@ -152,12 +152,12 @@ def _sync_group(users, integration, provider, writer, now) -> dict[int, SyncOutc
     outcomes, claimed = {}, []
     for user in users:
         if not _may_sync(user, integration):
-            _drop_request(user)
             outcomes[user.pk] = SyncOutcome(Status.INACTIVE)
         elif not claim(user, now):
             outcomes[user.pk] = SyncOutcome(Status.BUSY)
         else:
             claimed.append(user)
+    _drop_requests([pk for pk, outcome in outcomes.items() if outcome.status == Status.INACTIVE])
     if not claimed:
         return outcomes
     try:
@@ -202,9 +202,10 @@ def _may_sync(synced_user: SyncedUser, integration: Integration) -> bool:
     return integration.syncing and synced_user.subscription.active
 
 
-def _drop_request(synced_user: SyncedUser) -> None:
+def _drop_requests(synced_user_ids) -> None:
     # The run would do nothing: leave no pending request that would hold back the next one.
-    SyncedUser.objects.filter(pk=synced_user.pk).update(sync_requested_at=None)
+    if synced_user_ids:
+        SyncedUser.objects.filter(pk__in=synced_user_ids).update(sync_requested_at=None)
 
 
 def _run_claimed(synced_user, integration, now, work, *, reraise=True) -> SyncOutcome:

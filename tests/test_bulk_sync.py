@@ -296,3 +296,12 @@ def test_it_reads_20_sandbox_mailboxes_with_one_batch_request(m365, integration,
     assert not body_requests(m365.requests())
     assert len(onex.entries) > 20  # a fortnight of meetings each
     assert Booking.objects.values("synced_user").distinct().count() == 20
+
+
+def test_a_chunk_of_an_integration_that_may_not_sync_leaves_no_pending_requests(integration):
+    users = make_users(integration, 3)
+    SyncedUser.objects.update(sync_requested_at=timezone.now())  # requested before the pause
+    integration.pause()
+    outcomes = sync.sync_mailboxes([u.pk for u in users], provider=InMemoryCalendar())
+    assert {o.status for o in outcomes.values()} == {"inactive"}
+    assert not SyncedUser.objects.filter(sync_requested_at__isnull=False).exists()
