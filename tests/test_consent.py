@@ -189,6 +189,21 @@ def test_a_tenant_connected_to_another_company_is_refused(
     assert "another company" in message_text(response)
 
 
+def test_a_tenant_already_connected_to_another_of_the_companys_integrations_is_refused(
+    en_client, pending, m365, company
+):
+    Integration.objects.create(
+        company=company, kind="graph", name="Huvudkontor", tenant_id=DEMO_TENANT, status="connected"
+    )
+    m365.knobs(consent={"mode": "accept"})
+    response = come_back(en_client, m365, pending)
+    pending.refresh_from_db()
+    assert pending.status == Integration.Status.PENDING_CONSENT and not pending.tenant_id
+    assert "already connected as Huvudkontor" in message_text(response)
+    page = en_client.get(response["Location"]).content.decode()
+    assert 'id="consent-retry"' in page and 'id="consent-remove"' in page
+
+
 def test_another_companys_integration_is_404(client, pending, other_company, django_user_model):
     outsider = django_user_model.objects.create_user("admin@annat.se", password="pw-x-12345")
     Membership.objects.create(user=outsider, company=other_company)

@@ -4,13 +4,13 @@ Starts the Microsoft 365 sandbox as a separate process (`python -m sandbox.m365`
 tenant of N mailboxes, each holding a realistic fortnight, injects a fixed latency on every HTTP
 round trip to Graph, and times two ways of reading every mailbox's window:
 
-- bulk: `GraphProvider.fetch_many` (20 mailboxes per $batch, batches in parallel);
+- bulk: `GraphProvider.fetch_many` (20 mailboxes per JSON batch, batches in parallel);
 - per mailbox: `GraphProvider.fetch` from a pool of threads (what one sync run per mailbox does);
 - product: the sync core itself on the database (inside a transaction that is rolled back),
   one worker slot: `sync.sync_mailbox` per mailbox (one read each) against `sync.sync_mailboxes`
-  per chunk of 20 (one $batch each, what `request_syncs` enqueues), One X in memory.
+  per chunk of 20 (one JSON batch each, what `request_syncs` enqueues), One X in memory.
 
-Prints mailboxes per second and Graph HTTP requests per mailbox (a $batch counts once; its
+Prints mailboxes per second and Graph HTTP requests per mailbox (a JSON batch counts once; its
 steps are shown separately). The product reaches the sandbox only through settings, as always.
 """
 
@@ -115,7 +115,7 @@ class Command(BaseCommand):
         items = sum(len(r) for r in results.values() if isinstance(r, list))
         top, steps, tokens, throttled = log_counts()
         self._report(
-            f"bulk ($batch of 20, {options['parallel_batches']} batches in parallel)",
+            f"bulk (JSON batch of 20, {options['parallel_batches']} batches in parallel)",
             count,
             bulk_seconds,
             items,
@@ -177,7 +177,7 @@ class Command(BaseCommand):
                 ids = list(integration.users.order_by("pk").values_list("pk", flat=True))
                 for label, run in (
                     ("per mailbox (sync_mailbox, one read each)", self._one_by_one),
-                    ("chunks of 20 (sync_mailboxes, one $batch each)", self._in_chunks),
+                    ("chunks of 20 (sync_mailboxes, one JSON batch each)", self._in_chunks),
                 ):
                     SyncedUser.objects.filter(pk__in=ids).update(state="pending")
                     started = time.perf_counter()
@@ -239,6 +239,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{label}: {count} mailboxes in {seconds:.2f} s = {count / seconds:.0f} mailboxes/s; "
             f"{items} {what}; {failed} failed; Graph HTTP requests per mailbox "
-            f"{top / count:.3f} (+ {steps / count:.2f} $batch steps, {tokens} token requests, "
+            f"{top / count:.3f} (+ {steps / count:.2f} JSON batch steps, {tokens} token requests, "
             f"{throttled} answered 429)"
         )
