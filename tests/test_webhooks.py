@@ -265,3 +265,20 @@ def test_a_revoked_consent_pauses_the_integration_once_without_an_error_storm(
     token_requests = [r for r in m365.requests() if r["path"].endswith("/token")]
     assert len(token_requests) <= 2  # the first renewal tried; nothing after the pause
     assert len(m365.graph_requests()) <= 1  # that one renewal, answered 401
+
+
+@pytest.mark.parametrize("url", [NOTIFY, LIFECYCLE])
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000 + b"]" * 100_000, b"not json", b"[1, 2]", b'{"value": {}}']
+)
+def test_it_answers_a_body_graph_never_sends_with_400(client, url, body):
+    response = client.post(url, body, content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_it_logs_unknown_subscriptions_once_per_request(client, mailbox_subscription, caplog):
+    many = [notification(subscription_id=f"unknown-{n}") for n in range(500)]
+    with caplog.at_level(logging.WARNING):
+        assert post(client, NOTIFY, *many).status_code == 403
+    unknown = [r for r in caplog.records if "unknown subscription" in r.getMessage()]
+    assert len(unknown) == 1 and "500" in unknown[0].getMessage()
