@@ -4,7 +4,7 @@ from django.db import models
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import lifecycle, tasks
+from . import lifecycle, outbound, tasks
 from .crypto import mask
 from .models import Activity, Booking, Integration, MailboxSubscription, SyncedUser, SyncRule
 
@@ -22,6 +22,15 @@ class IntegrationAdminForm(forms.ModelForm):
 
     def clean_ews_password(self):
         return self.cleaned_data["ews_password"] or self.instance.ews_password
+
+    def clean_ews_url(self):
+        url = self.cleaned_data["ews_url"]
+        if url:
+            try:
+                outbound.check_url(url)
+            except outbound.RefusedURL as refused:
+                raise forms.ValidationError(refused.message) from None
+        return url
 
 
 class SyncRuleInline(admin.TabularInline):

@@ -2,7 +2,6 @@
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from django import forms
 from django.core.validators import validate_email
@@ -10,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from onex.models import AbsenceReason, Subscription
 
+from . import outbound
 from .models import Integration, SyncedUser, SyncRule
 from .rule_text import SHOW_AS_CHOICES, WEEKDAY_CHOICES
 
@@ -123,11 +123,10 @@ class EwsIntegrationForm(UniqueNameMixin, forms.ModelForm):
 
     def clean_ews_url(self):
         url = self.cleaned_data["ews_url"]
-        parts = urlsplit(url)
-        if parts.scheme != "https":
-            raise forms.ValidationError(_("The EWS URL must start with https://."))
-        if not parts.hostname:
-            raise forms.ValidationError(_("Enter the Exchange server's host name."))
+        try:
+            outbound.check_url(url)  # again at every connection, after DNS resolution
+        except outbound.RefusedURL as refused:
+            raise forms.ValidationError(refused.message) from None
         return url
 
     def clean_ews_username(self):
@@ -289,12 +288,13 @@ class AddUserForm(forms.Form):
         return email
 
 
-def check_email(integration, email, *, known=None, taken=None, elsewhere=None):
+def check_email(integration, email, *, known=None, taken=None):
     """Why `email` cannot be synced by `integration` (or None) and its One X subscription.
 
-    `known` (email → subscription), `taken` (email → (integration id, name) of the company's
-    integration that already syncs it) and `elsewhere` (emails of other companies'
-    subscriptions) let a CSV import answer thousands of lines from three queries per chunk.
+    `known` (email → subscription) and `taken` (email → (integration id, name) of the
+    company's integration that already syncs it) let a CSV import answer thousands of lines
+    from two queries per chunk. An address of another company's subscription gets the same
+    answer as an unknown one: the form must not tell which addresses exist elsewhere.
     """
     if known is None:
         subscription = (
@@ -305,14 +305,6 @@ def check_email(integration, email, *, known=None, taken=None, elsewhere=None):
     else:
         subscription = known.get(email)
     if subscription is None:
-        if elsewhere is None:
-            elsewhere = set(
-                Subscription.objects.filter(email=email).values_list("email", flat=True)
-            )
-        if email in elsewhere:
-            return _("%(email)s belongs to a One X subscription in another company.") % {
-                "email": email
-            }, None
         return _("No One X subscription in the company has the address %(email)s.") % {
             "email": email
         }, None

@@ -15,6 +15,15 @@ from .crypto import EncryptedTextField
 DAYS_AHEAD_MIN, DAYS_AHEAD_MAX = 1, 60
 
 
+def validate_printable(value: str) -> None:
+    """No control characters (a line break in a name would end up in headers and files)."""
+    if not value.isprintable():
+        raise ValidationError(
+            _("Use letters, digits, spaces and punctuation only (no line breaks or tabs)."),
+            code="control_characters",
+        )
+
+
 class Forwarding(models.TextChoices):
     INFO = "info", _("Absence info")
     DIVERT = "divert", _("Diversion")
@@ -55,7 +64,7 @@ class Integration(models.Model):
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="integrations")
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     kind = models.CharField(_("kind"), max_length=10, choices=Kind)
-    name = models.CharField(_("name"), max_length=100)
+    name = models.CharField(_("name"), max_length=100, validators=[validate_printable])
     active = models.BooleanField(_("active"), default=True)
     days_ahead = models.PositiveSmallIntegerField(
         _("number of days"),

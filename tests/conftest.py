@@ -1,7 +1,10 @@
+import socket
+
 import pytest
 from django.conf import settings
 from django.db import connection
 
+from calendarsync import outbound
 from calendarsync.models import Integration
 from onex.models import Company, Membership, Subscription
 
@@ -13,6 +16,19 @@ def pytest_report_header(config):
     db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     broker = settings.CELERY_BROKER_URL.split("://", 1)[0]
     return f"mss: database={db} broker={broker} cache={settings.CACHES['default']['BACKEND']}"
+
+
+@pytest.fixture(autouse=True)
+def test_dns(monkeypatch):
+    """No DNS from tests: the example domains resolve to a public address, nothing else does."""
+
+    def resolve(host, port):
+        if host.endswith((".demo.se", ".example.se")):
+            return ["82.182.1.73"]
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(outbound, "resolve", resolve)
+    return resolve
 
 
 @pytest.fixture

@@ -305,3 +305,12 @@ def test_names_are_unique_per_company(en_client, company, integration):
     ).content.decode()
     assert "Another integration is already called Exchange Online." in body
     assert Integration.objects.filter(company=company).count() == 2
+
+
+def test_names_refuse_control_characters(en_client, integration):
+    url = reverse("calendarsync:integration", args=[integration.code])
+    for name in ["Evil\r\nX", "Tab\there", "Bell\x07"]:
+        body = en_client.post(url, _settings(integration, name=name, active="on")).content
+        assert "no line breaks or tabs" in body.decode(), repr(name)
+    integration.refresh_from_db()
+    assert integration.name == "Exchange Online"

@@ -31,6 +31,8 @@ from .common import get_integration, redirect_after_edit, render_tab, tab_url
 
 PAGE_SIZE = 50
 EXPORT_CHUNK = 2000
+# A cell a spreadsheet would read as a formula (OWASP "CSV injection") gets a leading quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK = 500  # emails per IN (...) lookup, well under SQLite's variable limit
 
 
@@ -173,7 +175,7 @@ def import_users(integration, text) -> list[ImportLine]:
     """Add every valid line's user; one report line per input line, in file order."""
     lines = read_import_lines(text)
     emails = {value.strip().lower() for _, value in lines}
-    known, taken, elsewhere = {}, {}, set()
+    known, taken = {}, {}
     email_list = sorted(emails)
     for start in range(0, len(email_list), CHUNK):
         chunk = email_list[start : start + CHUNK]
@@ -182,20 +184,13 @@ def import_users(integration, text) -> list[ImportLine]:
         ).order_by("active"):
             known[subscription.email] = subscription  # an active one wins (ordered last)
         taken.update(taken_emails(integration, chunk))
-        elsewhere.update(
-            Subscription.objects.filter(email__in=chunk)
-            .exclude(company_id=integration.company_id)
-            .values_list("email", flat=True)
-        )
     report, new_users = [], []
     for number, value in lines:
         email = value.strip().lower()
         problem = validate_import_email(email)
         subscription = None
         if problem is None:
-            problem, subscription = check_email(
-                integration, email, known=known, taken=taken, elsewhere=elsewhere
-            )
+            problem, subscription = check_email(integration, email, known=known, taken=taken)
         if problem is None:
             new_users.append(
                 SyncedUser(integration=integration, subscription=subscription, email=email)
@@ -234,7 +229,8 @@ def users_export(request, code):
         writer.writerow(header)
         for count, (email, name, state, last_synced, last_error) in enumerate(rows, start=1):
             when = last_synced.astimezone(tz).isoformat(timespec="seconds") if last_synced else ""
-            writer.writerow([email, name, labels.get(state, state), when, last_error])
+            cells = [email, name, labels.get(state, state), when, last_error]
+            writer.writerow([_spreadsheet_safe(cell) for cell in cells])
             if count % EXPORT_CHUNK == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)
@@ -242,9 +238,15 @@ def users_export(request, code):
         yield buffer.getvalue()
 
     response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
-    filename = f"users-{integration.name or integration.code}.csv".replace('"', "")
+    name = "".join(c for c in integration.name if c.isprintable() and c not in '"\\')
+    filename = f"users-{name or integration.code}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def _spreadsheet_safe(value) -> str:
+    value = "" if value is None else str(value)
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 SUGGESTIONS = 20
