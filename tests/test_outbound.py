@@ -2,6 +2,7 @@
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from calendarsync import outbound
 from calendarsync.models import Integration
@@ -46,7 +47,7 @@ def dns(test_dns, monkeypatch):
 
 @pytest.mark.parametrize(("url", "reason"), REFUSED)
 def test_it_refuses_urls_into_the_services_own_network(dns, url, reason):
-    with pytest.raises(outbound.RefusedURL) as refused:
+    with translation.override("en"), pytest.raises(outbound.RefusedURL) as refused:
         outbound.check_url(url)
     assert reason in str(refused.value)
 
