@@ -7,6 +7,7 @@ refuses to start until the secrets and hosts are given and is then safe for `che
 
 import base64
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "csp",
+    "axes",
     "template_partials",
     "django_celery_beat",
     "onex",
@@ -76,7 +78,20 @@ MIDDLEWARE = [
     "mss.middleware.security_headers",
     "mss.middleware.idle_timeout",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
+
+# Sign-in throttling (django-axes), for the login page and /admin/login/ alike: after five
+# failures for one account from one address, that pair waits AXES_COOLOFF_MINUTES.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 5
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 # Content-Security-Policy (django-csp): scripts and styles from our own static files only; no
 # inline script anywhere. Inline style *attributes* stay allowed for the dashboard's timeline
