@@ -81,15 +81,8 @@ def _ip_literal(host: str):
 def _check_address(address) -> None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
-    if (
-        address.is_loopback
-        or address.is_link_local
-        or address.is_private
-        or address.is_reserved
-        or address.is_multicast
-        or address.is_unspecified
-        or not address.is_global
-    ):
+    # Loopback, link-local, private, reserved and unspecified addresses are all not global.
+    if address.is_multicast or not address.is_global:
         raise RefusedURL(
             _(
                 "The EWS URL points to an internal address (%(ip)s). Use the Exchange server's "

@@ -2,7 +2,8 @@
 
 `ensure` subscribes the mailboxes of a chunk that have none, renews those close to expiry and
 recreates those the provider forgot; `end` unsubscribes. Both send their requests in parallel
-threads (the provider's I/O only) and write the database from the calling thread, in bulk.
+threads (the provider's I/O only) and write the database from the calling thread, one row
+per mailbox (ending them deletes the chunk's rows with one query).
 Tasks run them per chunk (`tasks.request_subscriptions`), so 10,000 mailboxes are spread over
 many tasks and workers instead of one long loop.
 """
@@ -37,8 +38,6 @@ RENEW_BEFORE = timedelta(hours=12)
 
 @dataclass
 class Ensured:
-    subscribed: int = 0
-    renewed: int = 0
     failed_ids: list[int] = field(default_factory=list)
     resync: list[int] = field(default_factory=list)  # users that may have missed changes
 
@@ -92,10 +91,8 @@ def ensure(users: Iterable[SyncedUser], *, renew_all: bool = False, provider=Non
             result.failed_ids.append(user.pk)
             _record_failure(user, existing.get(user.pk), answer)
         elif action == "renewed":
-            result.renewed += 1
             _record_renewal(existing[user.pk], answer)
         elif action in ("subscribed", "recreated"):
-            result.subscribed += 1
             if _record_new(user, answer, provider) and action == "recreated":
                 result.resync.append(user.pk)
     return result

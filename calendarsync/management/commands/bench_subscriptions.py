@@ -1,6 +1,6 @@
 """Time subscribing many mailboxes to Graph change notifications, through the product's
 processes: `tasks.request_subscriptions` enqueues the chunks, real `celery worker` processes run
-them (each chunk sends its requests in parallel and writes its rows in bulk), and the product's
+them (each chunk sends its requests in parallel and writes a row per mailbox), and the product's
 webhook views, served by gunicorn, answer Graph's two validation handshakes per subscription.
 
 The M365 sandbox runs as a child process with a tenant of N mailboxes. The rows the bench makes
