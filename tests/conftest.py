@@ -8,7 +8,12 @@ from calendarsync import outbound
 from calendarsync.models import Integration
 from onex.models import Company, Membership, Subscription
 
-pytest_plugins = ["tests.onex_sandbox", "tests.m365_sandbox", "tests.ui_support"]
+pytest_plugins = [
+    "tests.onex_sandbox",
+    "tests.m365_sandbox",
+    "tests.ui_support",
+    "tests.telenorid_sandbox",
+]
 
 
 def pytest_report_header(config):
