@@ -94,6 +94,40 @@ class M365Handle:
     def lifecycle(self, subscription_id, event):
         return self.control("POST", f"subscriptions/{subscription_id}/lifecycle", {"event": event})
 
+    # sign-in (OpenID Connect authorization code flow)
+    def signin(self, mode="auto", user=None, **extra):
+        """The `signin` knob: mode "auto" signs `user` in at once, "form" shows the sign-in
+        page, "error" sends `error`/`error_description` back."""
+        knob = {"mode": mode, **extra}
+        if user is not None:
+            knob["user"] = user
+        return self.knobs(signin=knob)
+
+    def register_redirect_uris(self, uris):
+        return self.control("POST", "redirect-uris", {"redirect_uris": list(uris)})["redirect_uris"]
+
+    def spoil_id_tokens(self, wrong_nonce=False, wrong_tenant=None, unknown_key=False):
+        """The `id_token` knob (all off again with no arguments)."""
+        return self.knobs(
+            id_token={
+                "wrong_nonce": wrong_nonce,
+                "wrong_tenant": wrong_tenant,
+                "unknown_key": unknown_key,
+            }
+        )
+
+    def jwks(self, tenant="common"):
+        response = self.http.get(f"{self.url}/{tenant}/discovery/v2.0/keys", timeout=15)
+        response.raise_for_status()
+        return response.json()
+
+    def follow_signin(self, auth_uri):
+        """Open an authorize URL (the signin knob decides who signs in); return the Location
+        Microsoft sends the browser back to."""
+        response = self.http.get(auth_uri, allow_redirects=False, timeout=15)
+        assert response.status_code == 302, response.text[:500]
+        return response.headers["Location"]
+
 
 def selected_fields(entry) -> set[str]:
     return {f.strip().lower() for f in entry["query"].get("$select", "").split(",") if f.strip()}

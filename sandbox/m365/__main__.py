@@ -6,7 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import demo
+from . import demo, signin
 from .server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, M365Server
 
 VAR_DIR = Path(os.environ.get("MSS_VAR_DIR", Path(__file__).resolve().parents[2] / "var"))
@@ -32,7 +32,17 @@ def main(argv=None):
         help="the Outlook add-in id whose choice one demo booking carries (the product's)",
     )
     parser.add_argument("--no-demo", action="store_true", help="start without Demo AB's tenant")
+    parser.add_argument(
+        "--redirect-uri",
+        action="append",
+        default=[],
+        help="register another redirect URI for sign-in (repeatable); PUBLIC_BASE_URL's "
+        "callbacks are registered too",
+    )
     args = parser.parse_args(argv)
+    redirect_uris = list(args.redirect_uri)
+    if os.environ.get("PUBLIC_BASE_URL"):
+        redirect_uris += signin.redirect_uris_for(os.environ["PUBLIC_BASE_URL"])
     server = M365Server(
         args.host,
         args.port,
@@ -42,6 +52,7 @@ def main(argv=None):
         client_secret=args.client_secret,
         with_demo=not args.no_demo,
         addin_id=args.addin_id,
+        redirect_uris=redirect_uris,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"M365 sandbox on {server.base_url} (CA: {args.ca_file})", flush=True)

@@ -35,6 +35,20 @@ PEOPLE = [
 ]
 ANNA, DAVID = PEOPLE[0][0], PEOPLE[3][0]  # David has Hänvisning in the One X demo
 
+# Directory role template ids, as an ID token's `wids` claim lists them.
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
+PRIVILEGED_ROLE_ADMINISTRATOR = "e8611ab8-c189-46e8-94e1-60213ab1f814"
+ROLE_NAMES = {
+    GLOBAL_ADMINISTRATOR: "Global Administrator",
+    PRIVILEGED_ROLE_ADMINISTRATOR: "Privileged Role Administrator",
+}
+# Who may grant admin consent in Demo AB: Anna (Global Administrator) and Cecilia (Privileged
+# Role Administrator). Björn and the others have no directory role.
+ROLES = {
+    "anna.andersson@demo.se": [GLOBAL_ADMINISTRATOR],
+    "cecilia.carlsson@demo.se": [PRIVILEGED_ROLE_ADMINISTRATOR],
+}
+
 
 def stable_id(*parts: str, prefix: str = "") -> str:
     digest = hashlib.sha256("/".join(parts).encode()).hexdigest()
@@ -283,4 +297,6 @@ def demo_tenant(now: datetime, addin_id: str = DEFAULT_ADDIN_ID) -> dict:
         "consented": False,
         "users": users,
         "events": events,
+        # Directory roles by user id, apart from the users (Graph's user resource has no roles).
+        "roles": {user_id(email): list(wids) for email, wids in ROLES.items()},
     }

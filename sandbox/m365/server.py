@@ -1,10 +1,13 @@
 """A Microsoft 365 stand-in: sign-in (OpenID, tokens, admin consent) and Microsoft Graph.
 
+Signing a person in (authorize, the sign-in page, authorization codes, ID tokens, keys) is in
+signin.py.
+
 A real HTTPS server (a trustme test CA made at start) speaking Graph's wire format for what the
 product uses: users, calendarView, events, subscriptions with webhook deliveries, $batch.
 Sandbox-only endpoints under /_sandbox/ let tests and the demo turn knobs (latency, throttling,
-revoked consent, consent outcome), add tenants and events, fire lifecycle events, and read the
-request log.
+revoked consent, consent outcome, sign-in, spoiled ID tokens), register redirect URIs, add tenants
+and events, fire lifecycle events, and read the request log.
 """
 
 import copy
@@ -29,7 +32,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import trustme
 
-from . import calendar, demo
+from . import calendar, demo, signin
 
 DEFAULT_CLIENT_ID = "00000000-0000-0000-0000-0000000000aa"
 DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
@@ -96,6 +99,7 @@ class Sandbox:
         state_file=None,
         with_demo=True,
         addin_id=demo.DEFAULT_ADDIN_ID,
+        redirect_uris=(),
     ):
         self.client_id = client_id
         self.addin_id = addin_id
@@ -107,6 +111,7 @@ class Sandbox:
         self.subscriptions: dict[str, dict] = {}
         self.tokens: dict[str, dict] = {}
         self._user_index: dict[str, tuple[dict, dict]] = {}
+        self.signin = signin.SignIn(self, redirect_uris)
         self.knobs: dict = {}
         self.reset_knobs()
         self.log: list[dict] = []
@@ -141,6 +146,7 @@ class Sandbox:
         # Same day: keep the saved calendars (changes made since), but the bookings going on
         # "now" are this start's, wherever an earlier start today put them.
         kept = self.tenants[demo.DEMO_TENANT_ID]
+        kept.setdefault("roles", fresh_demo["roles"])  # saved before the sign-in had roles
         for email, events in demo.happening_now(self.started, self.addin_id).items():
             mailbox = kept["events"].setdefault(demo.user_id(email), {})
             mailbox.update({event["id"]: event for event in events})
@@ -171,6 +177,11 @@ class Sandbox:
             # {"mode": "form"|"accept"|"decline"|"error"|"no_return", "tenant": id,
             #  "error": ..., "error_description": ...}
             "consent": {"mode": "form"},
+            # {"mode": "form"} (the sign-in page) | {"mode": "auto", "user": email} (signed in at
+            # once) | {"mode": "error", "error": ..., "error_description": ...}
+            "signin": {"mode": "form"},
+            # Spoiled ID tokens, for the relying party's tests (see signin.SignIn.id_token).
+            "id_token": {"wrong_nonce": False, "wrong_tenant": None, "unknown_key": False},
             "log": True,
         }
 
@@ -190,18 +201,34 @@ class Sandbox:
 
     def add_tenant(self, tenant_id=None, name="Tenant", users=(), consented=True) -> dict:
         tenant_id = tenant_id or demo.user_id(secrets.token_hex(8))
-        tenant = {"id": tenant_id, "name": name, "consented": consented, "users": {}, "events": {}}
+        tenant = {
+            "id": tenant_id,
+            "name": name,
+            "consented": consented,
+            "users": {},
+            "events": {},
+            "roles": {},  # user id → directory role template ids (the ID token's wids)
+        }
         with self.lock:
             self.tenants[tenant_id] = tenant
             for user in users:
-                self.add_user(tenant_id, user["mail"], user.get("displayName", user["mail"]))
+                self.add_user(
+                    tenant_id,
+                    user["mail"],
+                    user.get("displayName", user["mail"]),
+                    wids=user.get("wids"),
+                )
         return tenant
 
-    def add_user(self, tenant_id: str, mail: str, name: str, *, fortnight=False, index=0):
+    def add_user(
+        self, tenant_id: str, mail: str, name: str, *, fortnight=False, index=0, wids=None
+    ):
         user = demo.make_user(mail.lower(), name)
         with self.lock:
             tenant = self.tenants[tenant_id]
             tenant["users"][user["id"]] = user
+            if wids:
+                tenant.setdefault("roles", {})[user["id"]] = list(wids)
             tenant["events"].setdefault(user["id"], {})
             if fortnight:
                 for event in demo.fortnight(mail.lower(), index, now_utc()):
@@ -259,17 +286,10 @@ class Sandbox:
             "cloud_instance_name": "microsoftonline.com",
         }
 
-    def token(self, tenant_key: str, form: dict) -> tuple[int, dict]:
-        def fail(status, error, code, description):
-            return status, {
-                "error": error,
-                "error_description": f"{description}\r\nTrace ID: {secrets.token_hex(8)}",
-                "error_codes": [int(code)],
-                "timestamp": now_utc().strftime("%Y-%m-%d %H:%M:%SZ"),
-                "trace_id": secrets.token_hex(8),
-                "correlation_id": secrets.token_hex(8),
-            }
-
+    def token(self, tenant_key: str, form: dict, authorization=None) -> tuple[int, dict]:
+        fail = signin.token_error
+        if form.get("grant_type") == "authorization_code":
+            return self.signin.redeem(tenant_key, form, authorization)
         if form.get("grant_type") != "client_credentials":
             return fail(
                 400,
@@ -887,7 +907,7 @@ class Sandbox:
         return 200, {}, {"responses": responses}
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(signin.SignInPages, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "M365Sandbox/1.0"
     sandbox: Sandbox  # set on the subclass the server makes
@@ -980,10 +1000,29 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, sandbox.openid_configuration(parts[0]))
         if parts[1:] == ["oauth2", "v2.0", "token"] and method == "POST":
             form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
-            status, body = sandbox.token(parts[0], form)
+            authorization = self.headers.get("Authorization")
+            status, body = sandbox.token(parts[0], form, authorization)
             entry.update(status=status, client_id=form.get("client_id"))
+            if form.get("grant_type") != "client_credentials":
+                # Never the secret, the code or the verifier: a code's fingerprint at most.
+                entry["grant_type"] = form.get("grant_type")
+                basic_id = signin.basic_credentials(authorization)[0]
+                entry["client_id"] = basic_id or entry["client_id"]
+                if form.get("code"):
+                    entry["code"] = signin.fingerprint(form["code"])
+                if status != 200:
+                    entry["error"] = body.get("error")
+                    entry["error_codes"] = body.get("error_codes")
             sandbox.record(entry)
             return self._send(status, body, {"Cache-Control": "no-store"})
+        if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "authorize"] and method == "GET":
+            return self._authorize(parts[0], query, entry)
+        if len(parts) == 2 and parts[1] == "login" and method == "POST":
+            form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
+            return self._signin_answer(parts[0], form, entry)
+        if len(parts) == 4 and parts[1:] == ["discovery", "v2.0", "keys"] and method == "GET":
+            sandbox.record(dict(entry, status=200))
+            return self._send(200, sandbox.signin.jwks(parts[0]))
         if parts[1:] in (["v2.0", "adminconsent"], ["adminconsent"]) and method == "GET":
             sandbox.record(dict(entry, status=200))
             return self._admin_consent(parts[0], query)
@@ -1168,6 +1207,15 @@ class Handler(BaseHTTPRequestHandler):
                 with sandbox.lock:
                     sandbox.reset_knobs()
             return self._send(200, sandbox.knobs)
+        if parts == ["redirect-uris"]:
+            uris = body.get("redirect_uris", [])
+            if method == "POST":
+                if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
+                    return self._send(400, {"error": "redirect_uris: a list of URIs"})
+                sandbox.signin.register(uris)
+            elif method == "DELETE":
+                sandbox.signin.reset_redirect_uris()
+            return self._send(200, {"redirect_uris": sandbox.signin.register(())})
         if parts == ["tenants"] and method == "POST":
             tenant = sandbox.add_tenant(
                 body.get("id"),
@@ -1196,6 +1244,7 @@ class Handler(BaseHTTPRequestHandler):
                             "name": t["name"],
                             "consented": t["consented"],
                             "users": list(t["users"].values()),
+                            "roles": t.get("roles", {}),
                         }
                         for t in sandbox.tenants.values()
                     ]
@@ -1231,6 +1280,7 @@ class Handler(BaseHTTPRequestHandler):
                 body["mail"],
                 body.get("displayName", ""),
                 fortnight=bool(body.get("fortnight")),
+                wids=body.get("wids"),
             )
             sandbox.save()
             return self._send(201, user)
@@ -1267,6 +1317,7 @@ class M365Server:
         with_demo=True,
         addin_id=demo.DEFAULT_ADDIN_ID,
         ca=None,
+        redirect_uris=(),
     ):
         self.sandbox = Sandbox(
             client_id=client_id,
@@ -1274,6 +1325,7 @@ class M365Server:
             state_file=state_file,
             with_demo=with_demo,
             addin_id=addin_id,
+            redirect_uris=redirect_uris,
         )
         handler = type("BoundHandler", (Handler,), {"sandbox": self.sandbox})
         self.httpd = ThreadingHTTPServer((host, port), handler)
