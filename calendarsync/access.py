@@ -6,6 +6,10 @@ from django.shortcuts import get_object_or_404
 from onex.models import Company
 
 
+def administers_a_company(user) -> bool:
+    return user.is_authenticated and user.memberships.exists()
+
+
 def admin_company(request) -> Company:
     """The company the signed-in user administers; 404 for anyone who administers none."""
     membership = (

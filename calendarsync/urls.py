@@ -7,6 +7,7 @@ app_name = "calendarsync"
 urlpatterns = [
     # Microsoft Sync menu (the company admin's pages)
     path("", views.overview, name="overview"),
+    path("no-access/", views.no_access, name="no_access"),
     path("add/", views.integration_add, name="integration_add"),
     path("add/on-prem/", views.integration_add_ews, name="integration_add_ews"),
     path("<uuid:code>/", views.integration_settings, name="integration"),

@@ -28,7 +28,14 @@ PRODUCTION = MSS_ENV == "production"
 if PRODUCTION:
     missing = [
         name
-        for name in ("SECRET_KEY", "ALLOWED_HOSTS", "MSS_ENCRYPTION_KEYS")
+        for name in (
+            "SECRET_KEY",
+            "ALLOWED_HOSTS",
+            "MSS_ENCRYPTION_KEYS",
+            "TELENOR_ID_URL",
+            "TELENOR_ID_CLIENT_ID",
+            "TELENOR_ID_CLIENT_SECRET",
+        )
         if not env.str(name, default="")
     ]
     if missing:
@@ -58,6 +65,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "csp",
     "axes",
+    "mozilla_django_oidc",
     "template_partials",
     "django_celery_beat",
     "onex",
@@ -81,10 +89,13 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
+# Company admins sign in with Telenor ID (onex.telenorid); the password form is for Telenor
+# staff and, outside production, the printed demo admin (LOCAL_LOGIN_USERNAMES).
 # Sign-in throttling (django-axes), for the login page and /admin/login/ alike: after five
 # failures for one account from one address, that pair waits AXES_COOLOFF_MINUTES.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    "onex.telenorid.TelenorIdBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = 5
@@ -217,6 +228,36 @@ MS_CA_BUNDLE = env.str("MS_CA_BUNDLE", default=str(VAR_DIR / "sandbox" / "m365-c
 MS_ADDIN_ID = env.str("MS_ADDIN_ID", default="5f3c6d2a-8b1e-4c7a-9d0f-3e2b1a4c5d6e")
 # Public https base URL of this service, for Graph webhooks and consent redirects.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+
+# Telenor ID (OpenID Connect through mozilla-django-oidc). TELENOR_ID_URL is the issuer; the
+# endpoints default to the sandbox's paths under it and can each be set on their own.
+TELENOR_ID_URL = env.str("TELENOR_ID_URL", default="https://127.0.0.1:8013").rstrip("/")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str(
+    "TELENOR_ID_AUTHORIZATION_URL", default=TELENOR_ID_URL + "/authorize"
+)
+OIDC_OP_TOKEN_ENDPOINT = env.str("TELENOR_ID_TOKEN_URL", default=TELENOR_ID_URL + "/token")
+OIDC_OP_USER_ENDPOINT = env.str("TELENOR_ID_USERINFO_URL", default=TELENOR_ID_URL + "/userinfo")
+OIDC_OP_JWKS_ENDPOINT = env.str("TELENOR_ID_JWKS_URL", default=TELENOR_ID_URL + "/jwks")
+OIDC_OP_LOGOUT_ENDPOINT = env.str("TELENOR_ID_LOGOUT_URL", default=TELENOR_ID_URL + "/logout")
+OIDC_RP_CLIENT_ID = env.str("TELENOR_ID_CLIENT_ID", default="mss-kalenderkoppling")
+OIDC_RP_CLIENT_SECRET = env.str("TELENOR_ID_CLIENT_SECRET", default="sandbox-telenorid-secret")
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_TIMEOUT = 10
+OIDC_CALLBACK_CLASS = "onex.telenorid.CallbackView"
+OIDC_OP_LOGOUT_URL_METHOD = "onex.telenorid.logout_url"
+# Extra CA bundle to trust for Telenor ID (the sandbox's test CA); empty = the system's.
+TELENOR_ID_CA_BUNDLE = env.str(
+    "TELENOR_ID_CA_BUNDLE",
+    default="" if PRODUCTION else str(VAR_DIR / "sandbox" / "telenorid-ca.pem"),
+)
+OIDC_VERIFY_SSL = TELENOR_ID_CA_BUNDLE or True
+TELENOR_ID_POST_LOGOUT_URL = PUBLIC_BASE_URL.rstrip("/") + "/"
+LOCAL_LOGIN_USERNAMES = env.list(
+    "LOCAL_LOGIN_USERNAMES", default=[] if PRODUCTION else ["anna.andersson@demo.se"]
+)
 
 LOGGING = {
     "version": 1,

@@ -2,11 +2,22 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
+from mozilla_django_oidc.views import OIDCAuthenticationRequestView, OIDCLogoutView
+
+from onex.local_login import LocalLoginForm
+from onex.telenorid import CallbackView
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="calendarsync:overview"), name="home"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", auth_views.LoginView.as_view(form_class=LocalLoginForm), name="login"),
+    # Sign-out ends the Telenor ID session too (onex.telenorid.logout_url); POST only.
+    path("logout/", OIDCLogoutView.as_view(), name="logout"),
+    path(
+        "oidc/authenticate/",
+        OIDCAuthenticationRequestView.as_view(),
+        name="oidc_authentication_init",
+    ),
+    path("oidc/callback/", CallbackView.as_view(), name="oidc_authentication_callback"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("microsoft-sync/", include("calendarsync.urls")),

@@ -1,8 +1,9 @@
 """The directory import: every company's One X subscriptions and absence reasons → onex models.
 
 Creates what is new, updates what changed, and deactivates what vanished (never deletes: rules
-and synced users point at these rows). Deactivations and comebacks are announced with the
-signals in `onex.signals`, so calendarsync can mark the synced users concerned.
+and synced users point at these rows), and removes the memberships of admins One X no longer
+marks admin. Deactivations and comebacks are announced with the signals in `onex.signals`, so
+calendarsync can mark the synced users concerned.
 """
 
 import logging
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from .client import OneXError, get_client
+from .memberships import prune_company
 from .models import AbsenceReason, Company, Subscription
 from .signals import subscriptions_deactivated, subscriptions_reactivated
 
@@ -27,6 +29,7 @@ class ImportResult:
     reasons_created: int = 0
     reasons_updated: int = 0
     reasons_deactivated: int = 0
+    memberships_removed: int = 0
     error: str = ""
 
     @property
@@ -40,7 +43,8 @@ class ImportResult:
             f"{self.company.name}: subscriptions {self.created} new, {self.updated} updated, "
             f"{self.deactivated} deactivated, {self.reactivated} back; absence reasons "
             f"{self.reasons_created} new, {self.reasons_updated} updated, "
-            f"{self.reasons_deactivated} deactivated"
+            f"{self.reasons_deactivated} deactivated; memberships {self.memberships_removed} "
+            "removed"
         )
 
 
@@ -132,6 +136,7 @@ def import_company(company: Company, client=None) -> ImportResult:
             result,
             "reasons_",
         )
+        result.memberships_removed = prune_company(company)
         if gone:
             subscriptions_deactivated.send(sender=Company, company=company, subscriptions=gone)
         if back:

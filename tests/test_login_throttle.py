@@ -38,7 +38,7 @@ def test_another_address_or_account_is_not_held_back(client, account, django_use
         reverse("login"), {"username": account.username, "password": "rätt-lösen-1"}
     )
     assert response.status_code == 302
-    django_user_model.objects.create_user("anna@demo.se", password="annas-lösen-1")
+    django_user_model.objects.create_user("anna@demo.se", password="annas-lösen-1", is_staff=True)
     response = client.post(
         reverse("login"), {"username": "anna@demo.se", "password": "annas-lösen-1"}
     )

@@ -166,7 +166,7 @@ def test_the_task_imports_every_company(company, onex_sandbox):
     summary = tasks.import_directory()
     assert summary == [
         "Demo AB: subscriptions 6 new, 0 updated, 0 deactivated, 0 back; "
-        "absence reasons 10 new, 0 updated, 0 deactivated"
+        "absence reasons 10 new, 0 updated, 0 deactivated; memberships 0 removed"
     ]
     assert Subscription.objects.filter(company=company).count() == 6
 

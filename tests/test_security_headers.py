@@ -86,6 +86,9 @@ def test_production_responses_carry_every_security_header(tmp_path):
         "ALLOWED_HOSTS": "mss.example.se",
         "MSS_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "MSS_VAR_DIR": str(tmp_path),
+        "TELENOR_ID_URL": "https://signin.telenorid.example",
+        "TELENOR_ID_CLIENT_ID": "mss-kalenderkoppling",
+        "TELENOR_ID_CLIENT_SECRET": "a-production-secret",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "PATH": "/usr/bin:/bin",
     }

@@ -6,11 +6,17 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
+TELENOR_ID = {
+    "TELENOR_ID_URL": "https://signin.telenorid.example",
+    "TELENOR_ID_CLIENT_ID": "mss-kalenderkoppling",
+    "TELENOR_ID_CLIENT_SECRET": "a-production-secret",
+}
 
 
 def manage(*args, **env):
     clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS")}
-    clean.pop("MSS_ENCRYPTION_KEYS", None)
+    for name in ("MSS_ENCRYPTION_KEYS", *TELENOR_ID):
+        clean.pop(name, None)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -26,6 +32,7 @@ def test_it_refuses_production_without_secret_key():
     assert result.returncode != 0
     assert "MSS_ENV=production needs these environment variables: SECRET_KEY" in result.stderr
     assert "MSS_ENCRYPTION_KEYS" in result.stderr
+    assert "TELENOR_ID_CLIENT_SECRET" in result.stderr
 
 
 def test_it_passes_check_deploy_with_the_required_variables(tmp_path):
@@ -39,6 +46,7 @@ def test_it_passes_check_deploy_with_the_required_variables(tmp_path):
         ALLOWED_HOSTS="mss.example.se",
         MSS_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         MSS_VAR_DIR=str(tmp_path),
+        **TELENOR_ID,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout

@@ -80,7 +80,7 @@ def test_it_404s_for_their_object_under_my_integration(
     assert foreign_integration.rules.count() == 1
 
 
-@pytest.mark.parametrize("name", ["overview", "integration_add", "integration_add_ews"])
+@pytest.mark.parametrize("name", ["integration_add", "integration_add_ews"])
 def test_it_404s_company_pages_for_a_user_without_company(client, django_user_model, name):
     client.force_login(django_user_model.objects.create_user("nobody", password="x-pw-123456"))
     assert client.get(reverse(f"calendarsync:{name}")).status_code == 404

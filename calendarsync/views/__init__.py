@@ -1,7 +1,13 @@
 """The Microsoft Sync pages, one module per page; urls.py names them here."""
 
 from .dashboard import dashboard, dashboard_timeline
-from .overview import integration_add, integration_add_ews, integration_remove, overview
+from .overview import (
+    integration_add,
+    integration_add_ews,
+    integration_remove,
+    no_access,
+    overview,
+)
 from .rules import (
     rule_delete,
     rule_edit,
@@ -22,6 +28,7 @@ __all__ = [
     "integration_connection",
     "integration_remove",
     "integration_settings",
+    "no_access",
     "overview",
     "rule_delete",
     "rule_edit",

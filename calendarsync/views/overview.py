@@ -1,4 +1,4 @@
-"""Översikt, Lägg till leverantör and Ta bort integration."""
+"""Översikt, Lägg till leverantör, Ta bort integration, and the page for non-admins."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from .. import lifecycle
-from ..access import admin_company
+from ..access import admin_company, administers_a_company
 from ..forms import EwsIntegrationForm, unique_name
 from ..models import Booking, Integration, MailboxSubscription
 from .common import consent_url, get_integration, redirect_after_edit, render_tab
@@ -18,6 +18,8 @@ from .common import consent_url, get_integration, redirect_after_edit, render_ta
 @login_required
 @require_GET
 def overview(request):
+    if not administers_a_company(request.user):
+        return redirect("calendarsync:no_access")  # signed in, but One X marks them no admin
     company = admin_company(request)
     integrations = company.integrations.annotate(
         user_count=Count("users"), last_sync=Max("users__last_synced_at")
@@ -27,6 +29,15 @@ def overview(request):
         "calendarsync/overview.html",
         {"company": company, "integrations": integrations},
     )
+
+
+@login_required
+@require_GET
+def no_access(request):
+    """Signed in (Telenor ID) but no company's administrator: why, and who can change it."""
+    if administers_a_company(request.user):
+        return redirect("calendarsync:overview")
+    return render(request, "calendarsync/no_access.html", status=403)
 
 
 @login_required

@@ -4,7 +4,9 @@ from django.db import transaction
 
 from onex.models import Company, Membership
 
-DEMO_USERNAME = "admin@demo.se"
+# Anna is Demo AB's administrator in the One X sandbox and has this password in the Telenor ID
+# sandbox; the same login works on the password form outside production (LOCAL_LOGIN_USERNAMES).
+DEMO_USERNAME = "anna.andersson@demo.se"
 DEMO_PASSWORD = "demo-kalender"
 
 
@@ -17,13 +19,14 @@ class Command(BaseCommand):
             onex_id="demo-ab", defaults={"name": "Demo AB", "org_number": "556000-0000"}
         )
         user, created = get_user_model().objects.get_or_create(
-            username=DEMO_USERNAME, defaults={"email": DEMO_USERNAME, "first_name": "Demo"}
+            username=DEMO_USERNAME,
+            defaults={"email": DEMO_USERNAME, "first_name": "Anna", "last_name": "Andersson"},
         )
         if created:
             user.set_password(DEMO_PASSWORD)
             user.save()
         Membership.objects.get_or_create(user=user, company=company)
         self.stdout.write(
-            f"Demo AB is ready. Log in at http://127.0.0.1:8000/ as {DEMO_USERNAME} / "
-            f"{DEMO_PASSWORD}"
+            f"Demo AB is ready. Open http://127.0.0.1:8000/, choose Log in with Telenor ID and "
+            f"sign in as {DEMO_USERNAME} / {DEMO_PASSWORD}"
         )
