@@ -1,7 +1,8 @@
-"""A newcomer's first hour, in Debian's chromium: log in, connect Exchange Online through the
-Microsoft 365 sandbox's consent page, add users, change a rule and watch the preview change,
-open the dashboard, and see the One X sandbox's directory change. Every page is photographed
-into test-artifacts/browser/."""
+"""A newcomer's first hour, in Debian's chromium: sign in with Telenor ID (its sandbox), connect
+Exchange Online by signing in to the Microsoft 365 sandbox and consenting there, add users,
+change a rule and watch the preview change, open the dashboard, see the One X sandbox's
+directory change, and sign out of both. A non-admin who signs in gets the no-access page. Every
+page is photographed into test-artifacts/browser/."""
 
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from calendarsync.models import Integration, SyncedUser
 from onex.directory import import_company
+from sandbox.telenorid.demo import DEMO_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,7 +27,7 @@ CHROMIUM_ARGS = [
 ]
 ANNA = "anna.andersson@demo.se"
 BJORN = "bjorn.berg@demo.se"
-PASSWORD = "pw-for-tests-1"  # tests/conftest.py's admin_user
+PASSWORD = DEMO_PASSWORD  # the Telenor ID sandbox's demo identities
 
 
 @pytest.fixture
@@ -72,12 +74,15 @@ class Camera:
 
 
 @pytest.fixture
-def world(live_server, m365, onex_sandbox, eager_celery, settings, company, admin_user):
-    """The product on a live server, Microsoft 365 and One X as their sandboxes, Celery eager.
-
-    Demo AB's One X directory (people and reasons) is imported as `make run` does.
+def world(live_server, m365, onex_sandbox, telenorid, eager_celery, settings, company):
+    """The product on a live server; Microsoft 365, One X and Telenor ID as their sandboxes;
+    Celery eager. Demo AB's One X directory (people and reasons) is imported as `make run` does:
+    it names Anna the company's administrator.
     """
     settings.PUBLIC_BASE_URL = live_server.url
+    settings.TELENOR_ID_POST_LOGOUT_URL = live_server.url + "/"
+    telenorid.register([live_server.url + "/oidc/callback/"], [live_server.url + "/"])
+    m365.register_redirect_uris([live_server.url + "/microsoft-sync/graph/signin/callback/"])
     result = import_company(company)
     assert not result.error, result.error
     assert company.subscriptions.filter(email=ANNA).exists()
@@ -102,23 +107,26 @@ def test_it_takes_a_newcomer_from_login_to_one_x(world, browser_page, m365, onex
 def newcomer_journey(world, browser_page, m365, onex_sandbox):
     page, shoot, base = browser_page, Camera(browser_page), world
 
-    # Log in.
+    # Log in with Telenor ID, as Demo AB's One X administrator.
     page.goto(f"{base}/")
-    expect(page.locator("#id_username")).to_be_visible()
+    expect(page.locator("#telenor-id-login")).to_be_visible()
     shoot("login")
-    page.fill("#id_username", "admin@demo.se")
-    page.fill("#id_password", PASSWORD)
-    page.press("#id_password", "Enter")
+    telenor_id_sign_in(page, shoot, ANNA)
 
     # Översikt, empty, with "Lägg till leverantör".
     expect(page.locator("#add-provider")).to_be_visible()
     shoot("overview-empty")
     page.click("#add-provider")
 
-    # Lägg till leverantör → Exchange Online → Microsoft's (sandbox) consent page.
+    # Lägg till leverantör → Exchange Online → Microsoft's (sandbox) sign-in, which proves
+    # the tenant → that tenant's consent page.
     expect(page.locator("#choose-graph")).to_be_visible()
     shoot("add-provider")
     page.click("#choose-graph")
+    expect(page.locator("#signin-anna-andersson")).to_be_visible()
+    assert page.url.startswith(f"{m365.url}/organizations/oauth2/v2.0/authorize")
+    shoot("microsoft-signin")
+    page.click("#signin-anna-andersson")
     expect(page.locator("#accept")).to_be_visible()
     assert page.url.startswith(m365.url)
     shoot("microsoft-consent")
@@ -268,4 +276,38 @@ def newcomer_journey(world, browser_page, m365, onex_sandbox):
     # Keyboard: the first Tab reaches the skip link.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip-link"
-    assert len(shoot.taken) >= 24
+
+    # Log out: back on the login page, and the Telenor ID session has ended too.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.click("header form[action='/logout/'] button")
+    expect(page.locator("#telenor-id-login")).to_be_visible()
+    shoot("logged-out")
+    page.click("#telenor-id-login")
+    expect(page.locator("#password")).to_be_visible()  # asks again: no single sign-on left
+    assert len(shoot.taken) >= 27
+
+
+def telenor_id_sign_in(page, shoot, email):
+    page.click("#telenor-id-login")
+    expect(page.locator("#email")).to_be_visible()
+    assert "Telenor ID" in page.content()
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    shoot("telenor-id")
+    page.click("#login")
+
+
+def test_someone_who_is_no_admin_in_one_x_gets_the_no_access_page(world, browser_page):
+    page, shoot = browser_page, Camera(browser_page)
+    try:
+        page.goto(f"{world}/")
+        telenor_id_sign_in(page, shoot, BJORN)
+        expect(page.locator("#no-access-title")).to_be_visible()
+        assert page.url.endswith("/microsoft-sync/no-access/")
+        assert BJORN in page.content() and "Mitt Företag" in page.content()
+        expect(page.locator(".mainnav")).to_be_visible()
+        shoot("no-access")
+        page.click("#main form[action='/logout/'] button")
+        expect(page.locator("#telenor-id-login")).to_be_visible()
+    finally:
+        connections.close_all()

@@ -20,16 +20,39 @@ def pending(company):
     )
 
 
+@pytest.fixture(autouse=True)
+def anna_signs_in(m365):
+    """Microsoft's sign-in answers at once as Anna, Demo AB's Global Administrator."""
+    m365.signin(mode="auto", user=ANNA)
+
+
 def start(client, integration):
     response = client.get(reverse("calendarsync:graph_consent_start", args=[integration.code]))
     assert response.status_code == 302
     return response["Location"]
 
 
-def come_back(client, m365, integration):
-    """Start, let the sandbox answer per its consent knob, and follow the answer back."""
+def signed_in(client, m365, integration):
+    """Start, let the sandbox sign the admin in, and bring its answer back to us."""
     path, query = callback_path(follow_consent(m365, start(client, integration)))
+    assert path == reverse("calendarsync:graph_signin_callback")
     return client.get(path, query)
+
+
+def consent_location(client, m365, integration) -> str:
+    response = signed_in(client, m365, integration)
+    assert response.status_code == 302, response.content[:300]
+    return response["Location"]
+
+
+def come_back(client, m365, integration):
+    """Sign in, let the sandbox answer per its consent knob, and follow the answer back."""
+    path, query = callback_path(follow_consent(m365, consent_location(client, m365, integration)))
+    return client.get(path, query)
+
+
+def consent_state(client, m365, integration) -> str:
+    return parse_qs(urlsplit(consent_location(client, m365, integration)).query)["state"][0]
 
 
 def message_text(response) -> str:
@@ -49,24 +72,87 @@ def test_it_explains_a_declined_consent_in_swedish_by_default(admin_client, pend
     assert "Godkännandet avböjdes i Microsoft 365" in text
 
 
-def test_it_sends_the_admin_to_microsofts_admin_consent_url(admin_client, pending, m365, settings):
+def test_it_signs_the_admin_in_to_microsoft_first(admin_client, pending, m365, settings):
     location = start(admin_client, pending)
     split = urlsplit(location)
     query = {k: v[0] for k, v in parse_qs(split.query).items()}
-    assert location.startswith(m365.url + "/organizations/v2.0/adminconsent?")
+    assert location.startswith(m365.url + "/organizations/oauth2/v2.0/authorize?")
+    assert query["client_id"] == settings.MS_CLIENT_ID
+    assert query["response_type"] == "code"
+    assert "openid" in query["scope"].split()
+    assert query["code_challenge_method"] == "S256" and query["nonce"]
+    assert query["redirect_uri"] == settings.PUBLIC_BASE_URL + reverse(
+        "calendarsync:graph_signin_callback"
+    )
+    step = admin_client.session[SESSION_KEY][query["state"]]
+    assert step["step"] == "signin" and step["integration"] == str(pending.code)
+    assert len(query["state"]) >= 40
+
+
+def test_then_it_asks_for_admin_consent_of_the_signed_in_tenant(
+    admin_client, pending, m365, settings
+):
+    location = consent_location(admin_client, m365, pending)
+    split = urlsplit(location)
+    query = {k: v[0] for k, v in parse_qs(split.query).items()}
+    assert location.startswith(f"{m365.url}/{DEMO_TENANT}/v2.0/adminconsent?")
     assert query["client_id"] == settings.MS_CLIENT_ID
     assert query["scope"] == "https://graph.microsoft.com/.default"
     assert query["redirect_uri"] == settings.PUBLIC_BASE_URL + reverse(
         "calendarsync:graph_consent_callback"
     )
-    assert admin_client.session[SESSION_KEY][query["state"]] == str(pending.code)
-    assert len(query["state"]) >= 40
+    step = admin_client.session[SESSION_KEY][query["state"]]
+    assert step == {"step": "consent", "integration": str(pending.code), "tenant": DEMO_TENANT}
+
+
+def test_an_admin_without_a_consenting_role_is_told_before_consent(en_client, pending, m365):
+    m365.signin(mode="auto", user="bjorn.berg@demo.se")
+    response = signed_in(en_client, m365, pending)
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "bjorn.berg@demo.se" in text
+    assert "neither Global Administrator nor Privileged Role Administrator" in text
+    assert f"{m365.url}/{DEMO_TENANT}/v2.0/adminconsent?" in text  # they may still go on
+    pending.refresh_from_db()
+    assert pending.status == Integration.Status.PENDING_CONSENT
+
+
+def test_a_cancelled_microsoft_sign_in_keeps_the_integration_pending(admin_client, pending, m365):
+    m365.signin(
+        mode="error",
+        error="access_denied",
+        error_description="AADSTS65004: User declined to consent to access the app.",
+    )
+    response = signed_in(admin_client, m365, pending)
+    assert response["Location"] == reverse("calendarsync:integration", args=[pending.code])
+    assert "declined" in message_text(response)
+    pending.refresh_from_db()
+    assert pending.status == Integration.Status.PENDING_CONSENT
+
+
+@pytest.mark.parametrize(
+    "spoil", [{"wrong_nonce": True}, {"unknown_key": True}], ids=["nonce", "key"]
+)
+def test_an_id_token_that_does_not_verify_never_reaches_consent(admin_client, pending, m365, spoil):
+    m365.spoil_id_tokens(**spoil)
+    response = signed_in(admin_client, m365, pending)
+    assert response["Location"] == reverse("calendarsync:integration", args=[pending.code])
+    assert "could not be verified" in message_text(response)
+    assert not [s for s in admin_client.session[SESSION_KEY].values() if s["step"] == "consent"]
+
+
+def test_the_microsoft_sign_in_answer_works_only_once(admin_client, pending, m365):
+    path, query = callback_path(follow_consent(m365, start(admin_client, pending)))
+    assert admin_client.get(path, query).status_code == 302
+    again = admin_client.get(path, query)
+    assert again["Location"] == reverse("calendarsync:overview")
+    assert "did not match" in message_text(again)
 
 
 def test_it_connects_after_consent_on_the_sandbox_page_and_a_confirmed_token(
     admin_client, pending, m365
 ):
-    page = m365.http.get(start(admin_client, pending), timeout=10)
+    page = m365.http.get(consent_location(admin_client, m365, pending), timeout=10)
     assert "Accept" in page.text
     form = {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
     answer = m365.http.post(
@@ -123,7 +209,8 @@ def test_a_consent_that_never_comes_back_leaves_the_integration_pending(
     admin_client, pending, m365
 ):
     m365.knobs(consent={"mode": "no_return"})
-    page = m365.http.get(start(admin_client, pending), allow_redirects=False, timeout=10)
+    location = consent_location(admin_client, m365, pending)
+    page = m365.http.get(location, allow_redirects=False, timeout=10)
     assert page.status_code == 200 and "AADSTS90094" in page.text
     pending.refresh_from_db()
     assert pending.status == Integration.Status.PENDING_CONSENT
@@ -144,7 +231,7 @@ def test_an_answer_with_an_unknown_state_changes_nothing(admin_client, pending, 
 
 def test_a_state_only_works_once(admin_client, pending, m365):
     m365.knobs(consent={"mode": "accept"})
-    path, query = callback_path(follow_consent(m365, start(admin_client, pending)))
+    path, query = callback_path(follow_consent(m365, consent_location(admin_client, m365, pending)))
     admin_client.get(path, query)
     Integration.objects.filter(pk=pending.pk).update(status="pending_consent", tenant_id="")
     again = admin_client.get(path, query)
@@ -152,14 +239,30 @@ def test_a_state_only_works_once(admin_client, pending, m365):
     assert Integration.objects.get(pk=pending.pk).status == Integration.Status.PENDING_CONSENT
 
 
-def test_a_forged_tenant_is_not_trusted(admin_client, pending, m365):
-    unconsented = m365.add_tenant("Annan kund", consented=False)
-    m365.knobs(consent={"mode": "accept", "tenant": unconsented})
-    m365.revoke(unconsented)  # the redirect says "consented"; Entra ID says otherwise
-    state = parse_qs(urlsplit(start(admin_client, pending)).query)["state"][0]
+def test_a_callback_naming_another_tenant_than_the_signed_in_one_is_refused(
+    admin_client, pending, m365
+):
+    """Tenant squatting: another organisation that has consented the app, swapped into the
+    answer, connects nothing; no token is even asked for it."""
+    theirs = m365.add_tenant("Någon annans kund", consented=True)
+    state = consent_state(admin_client, m365, pending)
+    m365.clear_requests()
     response = admin_client.get(
         reverse("calendarsync:graph_consent_callback"),
-        {"admin_consent": "True", "tenant": unconsented, "state": state},
+        {"admin_consent": "True", "tenant": theirs, "state": state},
+    )
+    pending.refresh_from_db()
+    assert pending.status == Integration.Status.PENDING_CONSENT and not pending.tenant_id
+    assert "another Microsoft 365 organisation" in message_text(response)
+    assert not [r for r in m365.requests() if theirs in r["path"]]
+
+
+def test_a_forged_consent_for_the_signed_in_tenant_is_not_trusted(admin_client, pending, m365):
+    state = consent_state(admin_client, m365, pending)
+    m365.revoke(DEMO_TENANT)  # the redirect says "consented"; Entra ID says otherwise
+    response = admin_client.get(
+        reverse("calendarsync:graph_consent_callback"),
+        {"admin_consent": "True", "tenant": DEMO_TENANT, "state": state},
     )
     pending.refresh_from_db()
     assert pending.status == Integration.Status.PENDING_CONSENT and not pending.tenant_id
@@ -167,7 +270,7 @@ def test_a_forged_tenant_is_not_trusted(admin_client, pending, m365):
 
 
 def test_a_tenant_that_is_not_a_guid_never_reaches_a_token_request(admin_client, pending, m365):
-    state = parse_qs(urlsplit(start(admin_client, pending)).query)["state"][0]
+    state = consent_state(admin_client, m365, pending)
     response = admin_client.get(
         reverse("calendarsync:graph_consent_callback"),
         {"admin_consent": "True", "tenant": "../common/evil", "state": state},

@@ -324,6 +324,7 @@ def test_a_revoked_consent_pauses_syncing_without_piling_up_errors_and_consent_r
 def test_a_revoked_consent_pauses_the_worker_and_consenting_again_catches_up(
     worker, m365, onex_sandbox, graph_integration, tenant, admin_client
 ):
+    from calendarsync.providers.graph.signin import GLOBAL_ADMINISTRATOR
     from tests.m365_sandbox import callback_path, follow_consent
 
     add_anna(graph_integration)
@@ -352,14 +353,19 @@ def test_a_revoked_consent_pauses_the_worker_and_consenting_again_catches_up(
     assert Activity.objects.filter(event="consent_revoked").count() == 1
     assert not Activity.objects.filter(event="sync_failed").exists()
 
-    m365.knobs(consent={"mode": "accept", "tenant": tenant})
-    location = follow_consent(
-        m365,
-        admin_client.get(
-            reverse("calendarsync:graph_consent_start", args=[graph_integration.code])
-        )["Location"],
+    # The tenant's own Global Administrator signs in to Microsoft, then consents again.
+    m365.control(
+        "POST",
+        f"tenants/{tenant}/users",
+        {"mail": "it@e2e.se", "displayName": "IT", "wids": [GLOBAL_ADMINISTRATOR]},
     )
-    path, query = callback_path(location)
+    m365.signin(mode="auto", user="it@e2e.se")
+    m365.knobs(consent={"mode": "accept"})
+    begin = reverse("calendarsync:graph_consent_start", args=[graph_integration.code])
+    signed_in = callback_path(follow_consent(m365, admin_client.get(begin)["Location"]))
+    consent = admin_client.get(*signed_in)["Location"]
+    assert consent.startswith(f"{m365.url}/{tenant}/v2.0/adminconsent")
+    path, query = callback_path(follow_consent(m365, consent))
     admin_client.get(path, query)
     assert Integration.objects.get(pk=graph_integration.pk).status == "connected"
     caught_up = wait_for(lambda: entries(onex_sandbox), 60, message="the catch-up sync")

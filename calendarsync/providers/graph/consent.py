@@ -80,18 +80,21 @@ def consent_error_message(error: str, description: str) -> str:
     return " ".join(parts)
 
 
-def consent_url(state: str) -> str:
+def consent_url(state: str, tenant_id: str) -> str:
+    """Admin consent asked of the tenant the admin signed in to, never of "organizations"."""
     params = {
         "client_id": settings.MS_CLIENT_ID,
         "scope": GRAPH_SCOPE,
         "redirect_uri": redirect_uri(),
         "state": state,
     }
-    return (
-        f"{settings.MS_LOGIN_URL.rstrip('/')}/organizations/v2.0/adminconsent?{urlencode(params)}"
-    )
+    return f"{settings.MS_LOGIN_URL.rstrip('/')}/{tenant_id}/v2.0/adminconsent?{urlencode(params)}"
 
 
+# Both must equal redirect URIs of the app registration exactly: fixed addresses for all.
 def redirect_uri() -> str:
-    # Must equal the app registration's redirect URI exactly: one fixed address for all.
     return settings.PUBLIC_BASE_URL.rstrip("/") + reverse("calendarsync:graph_consent_callback")
+
+
+def signin_redirect_uri() -> str:
+    return settings.PUBLIC_BASE_URL.rstrip("/") + reverse("calendarsync:graph_signin_callback")

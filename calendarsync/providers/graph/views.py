@@ -1,9 +1,14 @@
-"""Admin consent for Exchange Online: send the admin to Microsoft and take the answer back.
+"""Exchange Online's connection: sign the admin in to Microsoft, then ask for admin consent.
 
-The `state` parameter is random, kept in the admin's session and bound to one integration, so
-an answer can only finish the consent this browser started. Microsoft warns that the `tenant`
-in the answer can be forged: the integration is connected only after a token for that tenant
-was actually issued.
+1. `graph_consent_start` sends the admin to Microsoft's sign-in (msal's code flow).
+2. `graph_signin_callback` learns from the validated ID token which tenant is theirs (`tid`) and
+   whether they hold a role that can consent, and sends them to that tenant's admin consent.
+3. `graph_consent_callback` connects the integration only for that same tenant.
+
+Each step's random `state` is kept in the admin's session and bound to one integration, so an
+answer can only finish what this browser started. Microsoft warns that the `tenant` in the
+consent answer can be forged: it must equal the signed-in tenant, and a token for it must be
+issued before the integration is connected.
 """
 
 import logging
@@ -12,7 +17,7 @@ import secrets
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseRedirect
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
@@ -21,6 +26,7 @@ from calendarsync.access import admin_company, get_company_object_or_404
 from calendarsync.models import Activity, Integration
 
 from ..base import ConsentRevoked, ProviderError
+from . import signin
 from .client import confirm_tenant
 from .consent import (
     MAX_PENDING_STATES,
@@ -29,25 +35,97 @@ from .consent import (
     TENANT_ID,
     consent_error_message,
     consent_url,
+    signin_redirect_uri,
 )
 
 logger = logging.getLogger(__name__)
 
 
+def _remember(request, step: dict) -> str:
+    """A new state for one step; keeps the few latest attempts (several tabs), never more."""
+    state = secrets.token_urlsafe(32)
+    states = dict(request.session.get(SESSION_KEY, {}))
+    states = dict(list(states.items())[-(MAX_PENDING_STATES - 1) :])
+    states[state] = step
+    request.session[SESSION_KEY] = states
+    return state
+
+
+def _take(request, step_name: str):
+    """The pending step this answer's state names (used once), with its integration."""
+    state = request.GET.get("state", "")
+    states = dict(request.session.get(SESSION_KEY, {}))
+    step = states.pop(state, None) if state else None
+    request.session[SESSION_KEY] = states
+    if not isinstance(step, dict) or step.get("step") != step_name:
+        logger.warning("Graph %s answer with an unknown state; ignored", step_name)
+        admin_company(request)  # 404 for someone who administers no company
+        messages.error(
+            request,
+            _(
+                "The answer from Microsoft did not match a consent started in this browser. "
+                "Start the consent again from the integration's page."
+            ),
+        )
+        return None, None
+    integration = get_company_object_or_404(
+        request, Integration, code=step["integration"], kind=Integration.Kind.GRAPH
+    )
+    return step, integration
+
+
 @login_required
 @require_GET
 def graph_consent_start(request, code):
-    """Send the admin to Microsoft's admin-consent page for this integration."""
+    """Send the admin to Microsoft's sign-in, to learn which organisation is theirs."""
     integration = get_company_object_or_404(
         request, Integration, code=code, kind=Integration.Kind.GRAPH
     )
-    state = secrets.token_urlsafe(32)
-    states = dict(request.session.get(SESSION_KEY, {}))
-    # Keep the few latest attempts (several tabs), never an unbounded list.
-    states = dict(list(states.items())[-(MAX_PENDING_STATES - 1) :])
-    states[state] = str(integration.code)
-    request.session[SESSION_KEY] = states
-    return HttpResponseRedirect(consent_url(state))
+    step = {"step": "signin", "integration": str(integration.code)}
+    state = _remember(request, step)
+    try:
+        flow = signin.start(signin_redirect_uri(), state)
+    except signin.SigninFailed:
+        return _failed(
+            request,
+            integration,
+            _("Microsoft 365 could not be reached. Wait a few minutes and try again."),
+            "signin_unreachable",
+        )
+    request.session[SESSION_KEY] = {**request.session[SESSION_KEY], state: {**step, "flow": flow}}
+    return HttpResponseRedirect(flow["auth_uri"])
+
+
+@login_required
+@require_GET
+def graph_signin_callback(request):
+    """Microsoft's sign-in answer: the admin's tenant and roles, then that tenant's consent."""
+    step, integration = _take(request, "signin")
+    if step is None:
+        return redirect("calendarsync:overview")
+    error = request.GET.get("error")
+    if error:
+        message = consent_error_message(error, request.GET.get("error_description", ""))
+        return _failed(request, integration, message, error)
+    try:
+        admin = signin.finish(step["flow"], request.GET.dict())
+    except signin.SigninFailed as exc:
+        if exc.description:
+            message = consent_error_message(exc.code, exc.description)
+        else:
+            message = _("The sign-in to Microsoft 365 could not be verified. Try again.")
+        return _failed(request, integration, message, exc.code or "signin")
+    step = {"step": "consent", "integration": str(integration.code), "tenant": admin.tenant_id}
+    state = _remember(request, step)
+    url = consent_url(state, admin.tenant_id)
+    if admin.may_consent:
+        return HttpResponseRedirect(url)
+    # Their role may come through Privileged Identity Management later: say so, let them go on.
+    return render(
+        request,
+        "calendarsync/graph_consent_roles.html",
+        {"integration": integration, "username": admin.username, "consent_url": url},
+    )
 
 
 def _back_to(integration) -> HttpResponseRedirect:
@@ -58,24 +136,9 @@ def _back_to(integration) -> HttpResponseRedirect:
 @require_GET
 def graph_consent_callback(request):
     """Microsoft's answer: `admin_consent=True&tenant=…&state=…` or `error=…&state=…`."""
-    state = request.GET.get("state", "")
-    states = dict(request.session.get(SESSION_KEY, {}))
-    integration_code = states.pop(state, None) if state else None
-    request.session[SESSION_KEY] = states
-    if integration_code is None:
-        logger.warning("Graph consent answer with an unknown state; ignored")
-        admin_company(request)  # 404 for someone who administers no company
-        messages.error(
-            request,
-            _(
-                "The answer from Microsoft did not match a consent started in this browser. "
-                "Start the consent again from the integration's page."
-            ),
-        )
+    step, integration = _take(request, "consent")
+    if step is None:
         return redirect("calendarsync:overview")
-    integration = get_company_object_or_404(
-        request, Integration, code=integration_code, kind=Integration.Kind.GRAPH
-    )
 
     error = request.GET.get("error")
     if error or request.GET.get("admin_consent", "").lower() != "true":
@@ -91,6 +154,17 @@ def graph_consent_callback(request):
             integration,
             _("The answer from Microsoft did not name a Microsoft 365 organisation. Try again."),
             "bad_tenant",
+        )
+    if tenant_id != step["tenant"]:
+        return _failed(
+            request,
+            integration,
+            _(
+                "The consent came from another Microsoft 365 organisation than the one you "
+                "signed in to. Start again, and sign in and consent with an administrator "
+                "account of your own organisation."
+            ),
+            "tenant_mismatch",
         )
     holder = (
         Integration.objects.filter(tenant_id=tenant_id)
