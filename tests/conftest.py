@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.onex_sandbox",
     "tests.m365_sandbox",
     "tests.ui_support",
+    "tests.browser_support",
     "tests.telenorid_sandbox",
 ]
 

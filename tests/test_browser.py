@@ -5,88 +5,15 @@ directory change, and sign out of both. A non-admin who signs in gets the no-acc
 page is photographed into test-artifacts/browser/."""
 
 import re
-from pathlib import Path
 
 import pytest
 from django.db import connections
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from calendarsync.models import Integration, SyncedUser
-from onex.directory import import_company
-from sandbox.telenorid.demo import DEMO_PASSWORD
+from tests.browser_support import ANNA, BJORN, telenor_id_sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ANNA = "anna.andersson@demo.se"
-BJORN = "bjorn.berg@demo.se"
-PASSWORD = DEMO_PASSWORD  # the Telenor ID sandbox's demo identities
-
-
-@pytest.fixture
-def browser_page(tmp_path, monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
-    # still plain synchronous code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("*.png"):  # this run's pictures only
-        old.unlink()
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # a fresh user-data dir every run
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=CHROMIUM_ARGS,
-            locale="sv-SE",
-            viewport={"width": 1280, "height": 900},
-            # The M365 sandbox's consent page is served with its own test CA; the product
-            # trusts that CA through MS_CA_BUNDLE, the browser is simply told to accept it.
-            ignore_https_errors=True,
-        )
-        context.set_default_timeout(20_000)
-        # A loaded CI machine can take more than expect()'s default 5 s to render a preview
-        # that reads the calendar: wait as long as for any other action.
-        expect.set_options(timeout=20_000)
-        page = context.pages[0] if context.pages else context.new_page()
-        yield page
-        context.close()
-
-
-class Camera:
-    def __init__(self, page):
-        self.page = page
-        self.count = 0
-        self.taken = []
-
-    def __call__(self, name):
-        self.count += 1
-        path = ARTIFACTS / f"{self.count:02}-{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
-        self.taken.append(path)
-        return path
-
-
-@pytest.fixture
-def world(live_server, m365, onex_sandbox, telenorid, eager_celery, settings, company):
-    """The product on a live server; Microsoft 365, One X and Telenor ID as their sandboxes;
-    Celery eager. Demo AB's One X directory (people and reasons) is imported as `make run` does:
-    it names Anna the company's administrator.
-    """
-    settings.PUBLIC_BASE_URL = live_server.url
-    settings.TELENOR_ID_POST_LOGOUT_URL = live_server.url + "/"
-    telenorid.register([live_server.url + "/oidc/callback/"], [live_server.url + "/"])
-    m365.register_redirect_uris([live_server.url + "/microsoft-sync/graph/signin/callback/"])
-    result = import_company(company)
-    assert not result.error, result.error
-    assert company.subscriptions.filter(email=ANNA).exists()
-    return live_server.url
 
 
 def directory_row(page, onex_url, name):
@@ -94,9 +21,9 @@ def directory_row(page, onex_url, name):
     return page.locator("tr", has_text=name).first.inner_text()
 
 
-def test_it_takes_a_newcomer_from_login_to_one_x(world, browser_page, m365, onex_sandbox):
+def test_it_takes_a_newcomer_from_login_to_one_x(world, browser_page, camera, m365, onex_sandbox):
     try:
-        newcomer_journey(world, browser_page, m365, onex_sandbox)
+        newcomer_journey(world, browser_page, camera, m365, onex_sandbox)
     finally:
         # Under Playwright's loop the test's own ORM calls get a connection of their own
         # context, which pytest-django does not see: close it, or PostgreSQL cannot drop the
@@ -104,14 +31,14 @@ def test_it_takes_a_newcomer_from_login_to_one_x(world, browser_page, m365, onex
         connections.close_all()
 
 
-def newcomer_journey(world, browser_page, m365, onex_sandbox):
-    page, shoot, base = browser_page, Camera(browser_page), world
+def newcomer_journey(world, browser_page, camera, m365, onex_sandbox):
+    page, shoot, base = browser_page, camera, world
 
     # Log in with Telenor ID, as Demo AB's One X administrator.
     page.goto(f"{base}/")
     expect(page.locator("#telenor-id-login")).to_be_visible()
     shoot("login")
-    telenor_id_sign_in(page, shoot, ANNA)
+    telenor_id_sign_in(page, ANNA, shoot)
 
     # Översikt, empty, with "Lägg till leverantör".
     expect(page.locator("#add-provider")).to_be_visible()
@@ -287,21 +214,11 @@ def newcomer_journey(world, browser_page, m365, onex_sandbox):
     assert len(shoot.taken) >= 27
 
 
-def telenor_id_sign_in(page, shoot, email):
-    page.click("#telenor-id-login")
-    expect(page.locator("#email")).to_be_visible()
-    assert "Telenor ID" in page.content()
-    page.fill("#email", email)
-    page.fill("#password", PASSWORD)
-    shoot("telenor-id")
-    page.click("#login")
-
-
-def test_someone_who_is_no_admin_in_one_x_gets_the_no_access_page(world, browser_page):
-    page, shoot = browser_page, Camera(browser_page)
+def test_someone_who_is_no_admin_in_one_x_gets_the_no_access_page(world, browser_page, camera):
+    page, shoot = browser_page, camera
     try:
         page.goto(f"{world}/")
-        telenor_id_sign_in(page, shoot, BJORN)
+        telenor_id_sign_in(page, BJORN, shoot)
         expect(page.locator("#no-access-title")).to_be_visible()
         assert page.url.endswith("/microsoft-sync/no-access/")
         assert BJORN in page.content() and "Mitt Företag" in page.content()
