@@ -50,8 +50,11 @@ lint: $(STAMP)
 # What the tests need outside .venv: Debian's chromium at /usr/bin/chromium, which the browser
 # tests (tests/test_browser.py) drive through Playwright. Installed when missing and we are root;
 # otherwise make stops here and says what to install. No test needs gettext's msgfmt: they read
-# the committed .mo file.
+# the committed .mo file. axe-core (npm, pinned) is what tests/test_browser_a11y.py measures
+# the pages with; it goes into .venv/axe, beside the other test tools, when missing.
 CHROMIUM := /usr/bin/chromium
+AXE_VERSION := 4.14.1
+AXE_DIR := $(VENV)/axe
 
 test-deps:
 	@if [ ! -x $(CHROMIUM) ]; then \
@@ -65,6 +68,12 @@ test-deps:
 	    exit 1; \
 	  fi; \
 	  test -x $(CHROMIUM) || { echo "No $(CHROMIUM) after the install." >&2; exit 1; }; \
+	fi
+	@if ! grep -qs '"version": "$(AXE_VERSION)"' $(AXE_DIR)/node_modules/axe-core/package.json; then \
+	  command -v npm >/dev/null || { echo "The accessibility tests need npm (Node.js) to install axe-core." >&2; exit 1; }; \
+	  echo "Installing axe-core $(AXE_VERSION) into $(AXE_DIR) for the accessibility tests"; \
+	  npm install --no-save --no-audit --no-fund --prefix $(AXE_DIR) axe-core@$(AXE_VERSION) \
+	    || { echo "Installing axe-core failed (see above)." >&2; exit 1; }; \
 	fi
 
 test: test-deps lint

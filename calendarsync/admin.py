@@ -4,11 +4,23 @@ from django.db import models
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import lifecycle, outbound, tasks
+from . import activity_changes, activity_display, actors, lifecycle, outbound, tasks
 from .crypto import mask
 from .models import Activity, Booking, Integration, MailboxSubscription, SyncedUser, SyncRule
 
 SYNC_STATE_FIELDS = ["sync_requested_at", "sync_started_at", "last_synced_at", "last_error"]
+# What support changes in an integration that its admins see in the activity log (Aktiv is a
+# transition of its own).
+AUDITED_INTEGRATION_FIELDS = [
+    "name",
+    "days_ahead",
+    "plugin_enabled",
+    "plugin_defaults_only",
+    "all_meetings_private",
+    "ews_url",
+    "ews_username",
+    "ews_password",
+]
 
 
 class IntegrationAdminForm(forms.ModelForm):
@@ -69,16 +81,26 @@ class IntegrationAdmin(admin.ModelAdmin):
             obj.active = form.initial["active"]
         super().save_model(request, obj, form, change)
         if change:
-            lifecycle.set_active(obj, wanted)
+            fields = [name for name in AUDITED_INTEGRATION_FIELDS if name in form.changed_data]
+            before = activity_changes.from_form(form, fields)
+            if changes := activity_changes.diff(before, activity_changes.snapshot(obj, fields)):
+                Activity.record(
+                    obj,
+                    "settings_changed",
+                    actor=actors.staff(request),
+                    subject=Activity.Subject.SETTING,
+                    changes=changes,
+                )
+            lifecycle.set_active(obj, wanted, actor=actors.staff(request))
 
     # Deleting goes through the one removal path: One X entries and subscriptions first,
     # then the rows, in a task; the integration shows "being removed" until then.
     def delete_model(self, request, obj):
-        lifecycle.remove(obj)
+        lifecycle.remove(obj, actor=actors.staff(request))
 
     def delete_queryset(self, request, queryset):
         for integration in queryset:
-            lifecycle.remove(integration)
+            lifecycle.remove(integration, actor=actors.staff(request))
 
     def response_delete(self, request, obj_display, obj_id):
         response = super().response_delete(request, obj_display, obj_id)
@@ -107,15 +129,22 @@ class SyncedUserAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if not change:  # the same start as every other way of adding a user
+            Activity.record(
+                obj.integration,
+                "user_added",
+                actor=actors.staff(request),
+                synced_user=obj,
+                subject_label=obj.email,
+            )
             tasks.start_syncing(SyncedUser.objects.filter(pk=obj.pk))
 
     # Deleting removes the user's One X entries and subscription first (a task).
     def delete_model(self, request, obj):
-        tasks.request_user_removal(obj.pk)
+        tasks.request_user_removal(obj.pk, actor=actors.staff(request))
 
     def delete_queryset(self, request, queryset):
         for pk in queryset.values_list("pk", flat=True):
-            tasks.request_user_removal(pk)
+            tasks.request_user_removal(pk, actor=actors.staff(request))
 
     def response_delete(self, request, obj_display, obj_id):
         response = super().response_delete(request, obj_display, obj_id)
@@ -161,10 +190,36 @@ class BookingAdmin(admin.ModelAdmin):
 
 @admin.register(Activity)
 class ActivityAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "company", "integration", "level", "event", "message"]
-    list_filter = ["level", "event"]
-    search_fields = ["message", "company__name", "integration__name"]
-    list_select_related = ["company", "integration"]
+    list_display = [
+        "created_at",
+        "company",
+        "integration",
+        "level",
+        "who",
+        "text",
+        "concerns",
+        "what_changed",
+    ]
+    list_filter = ["level", "kind", "actor_kind", "event"]
+    search_fields = ["actor_label", "subject_label", "company__name", "integration__name"]
+    list_select_related = ["company", "integration", "synced_user"]
+
+    @admin.display(description=_("who"))
+    def who(self, obj):
+        return activity_display.actor_text(obj)
+
+    @admin.display(description=_("message"))
+    def text(self, obj):
+        return obj.message
+
+    @admin.display(description=_("concerns"))
+    def concerns(self, obj):
+        return activity_display.concerns_text(obj) or "—"
+
+    @admin.display(description=_("what changed"))
+    def what_changed(self, obj):
+        return "; ".join(activity_display.change_lines(obj)) or "—"
 
     def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
+        fields = [field.name for field in self.model._meta.fields]
+        return [*fields, "who", "text", "concerns", "what_changed"]

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from onex.models import AbsenceReason, Subscription
 
 from . import outbound
-from .models import Integration, SyncedUser, SyncRule
+from .models import DAYS_AHEAD_MAX, DAYS_AHEAD_MIN, Integration, SyncedUser, SyncRule
 from .rule_text import SHOW_AS_CHOICES, WEEKDAY_CHOICES
 
 SETTINGS_HELP = {
@@ -78,6 +78,18 @@ class IntegrationSettingsForm(UniqueNameMixin, forms.ModelForm):
             "all_meetings_private": _("All meetings private"),
         }
         help_texts = SETTINGS_HELP
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # One message naming the range, for 0, -3, 61 and "x" alike (Django's own say only
+        # "≥ 0" from the form field or "≥ 1" from the model, whichever fails first).
+        days = self.fields["days_ahead"]
+        message = str(_("Enter %(min)d–%(max)d days.")) % {
+            "min": DAYS_AHEAD_MIN,
+            "max": DAYS_AHEAD_MAX,
+        }
+        days.error_messages.update(min_value=message, max_value=message, invalid=message)
+        days.widget.attrs.update(min=DAYS_AHEAD_MIN, max=DAYS_AHEAD_MAX)
 
 
 class EwsIntegrationForm(UniqueNameMixin, forms.ModelForm):
@@ -251,8 +263,15 @@ class SyncRuleForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         time_from, time_to = cleaned.get("time_from"), cleaned.get("time_to")
-        if time_from and time_to and time_from >= time_to:
-            self.add_error("time_to", _("The end time must be after the start time."))
+        # An end before the start runs overnight (18:00–07:00); equal times say nothing.
+        if time_from and time_to and time_from == time_to:
+            self.add_error(
+                "time_to",
+                _(
+                    "The end time is the same as the start time. Choose another end time; "
+                    "an end before the start runs overnight (18:00–07:00)."
+                ),
+            )
         reason = cleaned.get("reason")
         if (
             reason
@@ -374,8 +393,9 @@ def read_import_lines(text: str) -> list[tuple[int, str]]:
 
 
 def validate_import_email(value: str) -> str | None:
+    """The same words as the add form's email field: both come from Django's validator."""
     try:
         validate_email(value)
-    except forms.ValidationError:
-        return str(_("Not a valid email address."))
+    except forms.ValidationError as invalid:
+        return str(invalid.messages[0])
     return None

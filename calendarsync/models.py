@@ -1,15 +1,18 @@
 import uuid
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
-from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from onex.models import AbsenceReason, Company, Subscription
 
+from . import activity_messages, actors
+from .actors import ActorKind
 from .crypto import EncryptedTextField
 
 DAYS_AHEAD_MIN, DAYS_AHEAD_MAX = 1, 60
@@ -116,26 +119,40 @@ class Integration(models.Model):
     # ----- the state machine. Each transition is one conditional UPDATE (so concurrent
     # workers cannot both make it) and records one Activity only when it happened.
 
-    def _transition(self, sources, event, message, *, level="info", **fields) -> bool:
+    def _transition(self, sources, event, *, actor, activity=None, **fields) -> bool:
+        """`activity` holds Activity.record's keywords beyond event and actor."""
         fields.setdefault("updated_at", timezone.now())
         changed = Integration.objects.filter(pk=self.pk, status__in=sources).update(**fields)
         if changed:
             # Expressions (the Case in pause) are read back as values.
             self.refresh_from_db(fields=[f for f in fields if f != "updated_at"])
-            Activity.record(self, event, message, level=level)
+            Activity.record(self, event, actor=actor, **(activity or {}))
         return bool(changed)
 
-    def connect(self, message: str, *, event="connected", tenant_id: str | None = None) -> bool:
+    def connect(
+        self, *, actor, event="connected", message_id=None, tenant_id: str | None = None
+    ) -> bool:
         """Consent given or connection proven: connected, or paused if Aktiv is off."""
         fields = {"attention": "", "last_error": "", "consented_at": timezone.now()}
         if tenant_id is not None:
             fields["tenant_id"] = tenant_id
         target = self.Status.CONNECTED if self.active else self.Status.PAUSED
         return self._transition(
-            [*self.UNPROVEN, self.Status.ERROR], event, message, status=target, **fields
+            [*self.UNPROVEN, self.Status.ERROR],
+            event,
+            actor=actor,
+            activity={"message_id": message_id or event, "subject": Activity.Subject.INTEGRATION},
+            status=target,
+            **fields,
         )
 
-    def pause(self) -> bool:
+    def _active_change(self, after: bool) -> dict:
+        return {
+            "subject": Activity.Subject.SETTING,
+            "changes": [{"field": "active", "before": not after, "after": after}],
+        }
+
+    def pause(self, *, actor) -> bool:
         """Aktiv off. A connected integration becomes paused; one still waiting for consent
         keeps waiting (and is paused once connected). The caller removes its entries."""
         if not self.active:
@@ -143,10 +160,8 @@ class Integration(models.Model):
         return self._transition(
             [s for s in self.Status if s != self.Status.REMOVING],
             "paused",
-            gettext(
-                "The integration was switched off: its One X entries and change notifications "
-                "are being removed."
-            ),
+            actor=actor,
+            activity=self._active_change(False),
             active=False,
             status=Case(
                 When(status__in=self.SYNCING, then=Value(self.Status.PAUSED)),
@@ -154,14 +169,15 @@ class Integration(models.Model):
             ),
         )
 
-    def resume(self) -> bool:
+    def resume(self, *, actor) -> bool:
         """Aktiv on: a paused integration is connected again (the caller resyncs it)."""
         if self.active:
             return False
         return self._transition(
             [s for s in self.Status if s != self.Status.REMOVING],
             "resumed",
-            gettext("The integration was switched on: every user is being synced again."),
+            actor=actor,
+            activity=self._active_change(True),
             active=True,
             status=Case(
                 When(status=self.Status.PAUSED, then=Value(self.Status.CONNECTED)),
@@ -173,11 +189,17 @@ class Integration(models.Model):
         """The organisation no longer lets the app in (`error` is a providers AccessLost):
         syncing stops until an administrator acts. Only the first caller records it."""
         attention = self.Attention(error.reason)
+        # Exchange Online's answer comes from Microsoft; an On Prem server's is our own check.
+        actor = actors.MICROSOFT if self.kind == self.Kind.GRAPH else actors.SYSTEM
         return self._transition(
             self.SYNCING,
             attention.value,
-            ATTENTION_MESSAGES[attention] % {"code": error.code or attention.value},
-            level=Activity.Level.ERROR,
+            actor=actor,
+            activity={
+                "params": {"code": error.code or attention.value},
+                "level": Activity.Level.ERROR,
+                "subject": Activity.Subject.INTEGRATION,
+            },
             status=self.Status.NEEDS_ATTENTION,
             attention=attention,
             last_error=str(error)[:500],
@@ -188,8 +210,12 @@ class Integration(models.Model):
         return self._transition(
             [self.Status.CONNECTED],
             "error",
-            message,
-            level=Activity.Level.WARNING,
+            actor=actors.SYSTEM,
+            activity={
+                "message_id": "integration_error",
+                "params": {"error": message},
+                "level": Activity.Level.WARNING,
+            },
             status=self.Status.ERROR,
             last_error=message[:500],
         )
@@ -199,36 +225,20 @@ class Integration(models.Model):
         return self._transition(
             [self.Status.ERROR],
             "recovered",
-            gettext("Syncing works again."),
+            actor=actors.SYSTEM,
             status=self.Status.CONNECTED,
             last_error="",
         )
 
-    def start_removal(self) -> bool:
+    def start_removal(self, *, actor) -> bool:
         return self._transition(
             [s for s in self.Status if s != self.Status.REMOVING],
             "removing",
-            gettext("The integration is being removed."),
+            actor=actor,
+            activity={"subject": Activity.Subject.INTEGRATION, "subject_label": self.name},
             status=self.Status.REMOVING,
             active=False,
         )
-
-
-# What the dashboard and the activity log say when an integration needs attention.
-ATTENTION_MESSAGES = {
-    Integration.Attention.CONSENT_REVOKED: _(
-        "The organisation no longer accepts the app (%(code)s). Syncing is paused until an "
-        "administrator gives consent again."
-    ),
-    Integration.Attention.CREDENTIALS_REJECTED: _(
-        "The server rejected the app's credentials (%(code)s). Syncing is paused; contact "
-        "Telenor support, or for Exchange On Prem enter the service account's password again."
-    ),
-    Integration.Attention.PERMISSIONS_REMOVED: _(
-        "The app may no longer read calendars (%(code)s). Syncing is paused until an "
-        "administrator gives consent again (or restores the service account's rights)."
-    ),
-}
 
 
 class SyncRule(models.Model):
@@ -425,12 +435,20 @@ class Booking(models.Model):
 
 
 class Activity(models.Model):
-    """The activity log the dashboard reads. Messages never hold an email or a subject."""
+    """The activity log (audit trail) the dashboard reads: who did what, to what, and what
+    changed. The text is a message id with parameters, translated when shown
+    (activity_messages); the message itself never holds an email or a booking's subject."""
 
     class Level(models.TextChoices):
         INFO = "info", _("information")
         WARNING = "warning", _("warning")
         ERROR = "error", _("error")
+
+    class Subject(models.TextChoices):
+        INTEGRATION = "integration", _("integration")
+        SETTING = "setting", _("setting")
+        RULE = "rule", _("rule")
+        USER = "user", _("user")
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="activities")
     integration = models.ForeignKey(
@@ -442,7 +460,28 @@ class Activity(models.Model):
     created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
     level = models.CharField(_("level"), max_length=10, choices=Level, default=Level.INFO)
     event = models.CharField(_("event"), max_length=50)
-    message = models.TextField(_("message"))
+    kind = models.CharField(_("kind"), max_length=20, choices=activity_messages.Kind)
+    # Who: a person (with their email at the time, kept after the account goes) or a fixed kind.
+    # Blank: a row from before the log said who (nobody knows).
+    actor_kind = models.CharField(
+        _("actor"), max_length=10, choices=ActorKind, default=ActorKind.SYSTEM, blank=True
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("signed-in user"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_label = models.CharField(_("actor's email"), max_length=254, blank=True)
+    # What it concerns, as it was called then (a user's email, a rule in plain words).
+    subject = models.CharField(_("concerns"), max_length=20, choices=Subject, blank=True)
+    subject_label = models.CharField(_("concerns (name)"), max_length=300, blank=True)
+    # [{"field": "days_ahead", "before": 14, "after": 20}]; a secret: {"field": …, "changed": true}
+    changes = models.JSONField(_("changes"), default=list, blank=True)
+    message_id = models.CharField(_("message id"), max_length=50)
+    params = models.JSONField(_("message parameters"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("activity")
@@ -451,22 +490,55 @@ class Activity(models.Model):
         indexes = [
             # Dashboard: an integration's latest activity.
             models.Index(fields=["integration", "-created_at"], name="activity_integration_time"),
+            # Dashboard's log filtered by kind.
+            models.Index(
+                fields=["integration", "kind", "-created_at"], name="activity_integration_kind"
+            ),
         ]
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.event}"
 
+    @property
+    def message(self) -> str:
+        """The entry's text in the active language."""
+        return activity_messages.render(self.message_id, self.params)
+
     @classmethod
     def record(
-        cls, integration, event, message, *, level=Level.INFO, synced_user=None, company_id=None
+        cls,
+        integration,
+        event: str,
+        *,
+        actor: actors.Actor,
+        message_id: str | None = None,
+        params: dict | None = None,
+        level=Level.INFO,
+        synced_user=None,
+        subject: str = "",
+        subject_label: str = "",
+        changes: list | None = None,
+        company_id=None,
     ):
-        """One log line about `integration` (or, with integration None, about the company:
-        an integration that is gone)."""
+        """One log entry about `integration` (or, with integration None, about the company:
+        an integration that is gone). `message_id` (default: the event) names a text in
+        activity_messages; `params` fill its placeholders."""
+        message_id = message_id or event
+        if synced_user is not None and not subject:
+            subject = cls.Subject.USER
         return cls.objects.create(
             company_id=company_id or integration.company_id,
             integration=integration,
             synced_user=synced_user,
             event=event,
-            message=message,
+            kind=activity_messages.kind_of(message_id),  # an unknown id is a bug: KeyError
+            message_id=message_id,
+            params=params or {},
             level=level,
+            actor_kind=actor.kind,
+            actor_id=actor.user_id,
+            actor_label=actor.label,
+            subject=subject,
+            subject_label=subject_label[:300],
+            changes=changes or [],
         )

@@ -5,7 +5,7 @@ from django.utils.translation import gettext as _
 
 from onex.signals import subscriptions_deactivated, subscriptions_reactivated
 
-from . import tasks
+from . import actors, tasks
 from .models import Activity, SyncedUser
 
 
@@ -28,7 +28,7 @@ def mark_users_of_vanished_subscriptions(sender, company, subscriptions, **kwarg
         Activity.record(
             user.integration,
             "subscription_removed",
-            message,
+            actor=actors.SYSTEM,  # the directory import
             level=Activity.Level.ERROR,
             synced_user=user,
         )
@@ -46,10 +46,7 @@ def resume_users_of_returned_subscriptions(sender, company, subscriptions, **kwa
         user.last_error = ""
         user.save(update_fields=["state", "last_error"])
         Activity.record(
-            user.integration,
-            "subscription_restored",
-            _("The user's One X subscription is back; syncing resumes."),
-            synced_user=user,
+            user.integration, "subscription_restored", actor=actors.SYSTEM, synced_user=user
         )
     # Many subscriptions may come back at once: subscribed and synced in bulk.
     tasks.start_syncing(SyncedUser.objects.filter(pk__in=[user.pk for user in users]))

@@ -7,13 +7,13 @@ mailbox another run holds, entries One X did not delete) raises RemovalIncomplet
 task retries; the rows stay until then, so nothing is lost track of.
 """
 
+from django.db.models import Q
 from django.utils import timezone
-from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
 from onex.operations import AbsenceWriter, DeleteAbsence
 
-from . import subscriptions, sync
+from . import actors, subscriptions, sync
+from .actors import Actor
 from .models import Activity, Booking, Integration, MailboxSubscription, SyncedUser
 
 USERS_PER_ROUND = 500  # mailboxes whose entries go in one round (One X batches 100 per call)
@@ -27,10 +27,16 @@ class MailboxBusy(RemovalIncomplete):
     """A sync run holds the mailbox right now."""
 
 
-def remove_synced_user(synced_user: SyncedUser, writer: AbsenceWriter | None = None) -> None:
+def remove_synced_user(
+    synced_user: SyncedUser,
+    writer: AbsenceWriter | None = None,
+    *,
+    actor: Actor = actors.SYSTEM,
+) -> None:
     """Stop syncing a mailbox: end its subscription, delete its One X entries, then its
-    bookings, row and email."""
-    integration = synced_user.integration
+    bookings, row and email. The address goes from the activity log too (removing a user
+    deletes their email): the log keeps who removed a user and when, not whom."""
+    integration, email = synced_user.integration, synced_user.email
     now = timezone.now()
     if not sync.claim(synced_user, now):
         raise MailboxBusy("the mailbox is being synced")
@@ -39,18 +45,18 @@ def remove_synced_user(synced_user: SyncedUser, writer: AbsenceWriter | None = N
         if failed:
             raise RemovalIncomplete(f"{failed} entries left")
         subscriptions.end(MailboxSubscription.objects.filter(synced_user=synced_user), integration)
+        Activity.objects.filter(integration=integration).filter(
+            Q(synced_user=synced_user) | Q(subject=Activity.Subject.USER, subject_label=email)
+        ).update(subject_label="")
         synced_user.delete()
     finally:
         sync.release(synced_user, now)
     Activity.record(
         integration,
         "user_removed",
-        ngettext(
-            "A user was removed; %(n)d One X entry deleted.",
-            "A user was removed; %(n)d One X entries deleted.",
-            deleted,
-        )
-        % {"n": deleted},
+        actor=actor,
+        params={"n": deleted},
+        subject=Activity.Subject.USER,
     )
 
 
@@ -73,8 +79,10 @@ def remove_integration(integration: Integration, writer: AbsenceWriter | None = 
     Activity.record(
         None,
         "integration_removed",
-        _("The integration %(name)s was removed: %(users)d users, %(entries)d One X entries.")
-        % {"name": name, "users": users, "entries": deleted},
+        actor=actors.SYSTEM,
+        params={"name": name, "users": users, "entries": deleted},
+        subject=Activity.Subject.INTEGRATION,
+        subject_label=name,
         company_id=company_id,
     )
 

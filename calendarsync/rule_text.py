@@ -3,6 +3,8 @@
 Every word goes through gettext (English msgids); Swedish comes from the catalogue.
 """
 
+from datetime import time
+
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext
 
@@ -51,6 +53,16 @@ def _clock(value) -> str:
     return f"{value:%H}" if value.minute == 0 else f"{value:%H:%M}"
 
 
+def _span(time_from, time_to) -> str:
+    """ "07–18"; "18–24" until midnight; "18–07 (overnight)" into the next morning."""
+    if time_to == time.min:
+        return f"{_clock(time_from)}–24"
+    span = f"{_clock(time_from)}–{_clock(time_to)}"
+    if time_to < time_from:
+        return _("%(span)s (overnight)") % {"span": span}
+    return span
+
+
 def _weekdays(days) -> str:
     days = sorted(set(days))
     if days == [0, 1, 2, 3, 4]:
@@ -75,7 +87,7 @@ def conditions(rule) -> list[str]:
     if rule.weekdays or rule.time_from or rule.time_to:
         when = _weekdays(rule.weekdays) if rule.weekdays else ""
         if rule.time_from and rule.time_to:
-            span = f"{_clock(rule.time_from)}–{_clock(rule.time_to)}"
+            span = _span(rule.time_from, rule.time_to)
         elif rule.time_from:
             span = _("from %(time)s") % {"time": _clock(rule.time_from)}
         elif rule.time_to:
@@ -116,3 +128,13 @@ def describe(rule) -> str:
     parts = conditions(rule)
     text = ", ".join(parts) if parts else _("All bookings")
     return f"{text[:1].upper()}{text[1:]} → {action(rule)}"
+
+
+def never_reached(number: int, earlier_number: int, earlier) -> str:
+    """ "Rule 3 is never reached – rule 1 already catches Busy" (rules numbered from 1)."""
+    what = ", ".join(conditions(earlier)) or _("all bookings")
+    return _("Rule %(rule)s is never reached – rule %(earlier)s already catches %(what)s") % {
+        "rule": number,
+        "earlier": earlier_number,
+        "what": what,
+    }

@@ -77,10 +77,12 @@ class Rule:
     """An admin rule. Empty conditions match everything.
 
     weekdays: Python weekday numbers (Monday 0). time_from/time_to: local Stockholm times; a
-    booking matches office hours when it overlaps the range on one of the weekdays (a range
-    with time_to <= time_from runs past midnight). categories and subject_keywords are
-    compared case-insensitively; a rule with subject keywords never matches when subjects are
-    not allowed.
+    booking matches office hours when it overlaps the range on one of the weekdays. A range
+    with time_to before time_from runs overnight (18:00–07:00: from 18:00 to 07:00 the next
+    morning) and its weekdays are the days it starts on: Friday 18:00–07:00 covers Friday
+    evening and Saturday morning, so one window is one evening. categories and
+    subject_keywords are compared case-insensitively; a rule with subject keywords never
+    matches when subjects are not allowed.
     """
 
     id: int | str | None
@@ -107,7 +109,7 @@ class Rule:
         object.__setattr__(self, "weekdays", frozenset(self.weekdays))
         has_hours = bool(self.weekdays) or self.time_from is not None or self.time_to is not None
         object.__setattr__(
-            self, "_office_hours", _day_ranges(self.time_from, self.time_to) if has_hours else None
+            self, "_office_hours", day_window(self.time_from, self.time_to) if has_hours else None
         )
 
     def matches(
@@ -131,29 +133,35 @@ class Rule:
         return True
 
     def _overlaps_office_hours(self, start: datetime, end: datetime) -> bool:
-        ranges = self._office_hours
-        day = start.astimezone(STOCKHOLM).date()
+        lo, hi, overnight = self._office_hours
+        first = start.astimezone(STOCKHOLM).date()
+        # An overnight window that began the evening before may hold the booking's start.
+        day = first - timedelta(days=1) if overnight else first
         last = min(
             (end - timedelta(microseconds=1)).astimezone(STOCKHOLM).date(),
-            day + timedelta(days=MAX_OFFICE_HOURS_DAYS),
+            first + timedelta(days=MAX_OFFICE_HOURS_DAYS),
         )
         while day <= last:
             if not self.weekdays or day.weekday() in self.weekdays:
-                for lo, hi in ranges:
-                    if start < _local(day, hi) and end > _local(day, lo):
-                        return True
+                window_end = _local(day + timedelta(days=1), hi) if overnight else _local(day, hi)
+                if start < window_end and end > _local(day, lo):
+                    return True
             day += timedelta(days=1)
         return False
 
 
-def _day_ranges(time_from: time | None, time_to: time | None) -> tuple[tuple[object, object], ...]:
-    """Office hours within one local day as (from, to) pairs; None as `to` means midnight next."""
+def day_window(time_from: time | None, time_to: time | None) -> tuple[time, time | None, bool]:
+    """The office hours a rule's times mean on one start day: (from, to, overnight).
+
+    None as `to` means midnight at the end of the day; `overnight` means `to` is on the next
+    day (18:00–07:00). Equal times (refused by the rule form) make a 24-hour window.
+    """
     lo = time_from or time.min
     if time_to is None or time_to == time.min:
-        return ((lo, None),)
+        return (lo, None, False)
     if time_to > lo:
-        return ((lo, time_to),)
-    return ((time.min, time_to), (lo, None))  # overnight, e.g. 18:00–07:00
+        return (lo, time_to, False)
+    return (lo, time_to, True)  # overnight, e.g. 18:00–07:00
 
 
 def _local(day: date, at: time | None) -> datetime:

@@ -20,12 +20,11 @@ from itertools import groupby
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
 from onex.client import get_client
 from onex.operations import AbsenceWriter
 
-from . import planning, providers, reconcile
+from . import actors, planning, providers, reconcile
 from .models import Activity, Integration, SyncedUser
 from .providers.base import AccessLost, CalendarProvider, ProviderError
 
@@ -339,31 +338,20 @@ def _record(synced_user, integration, outcome: SyncOutcome, now) -> None:
     else:
         return
     synced_user.save(update_fields=["state", "last_error", "last_synced_at"])
-    changes = []
-    if outcome.written:
-        changes.append(
-            ngettext("%(n)d absence written", "%(n)d absences written", outcome.written)
-            % {"n": outcome.written}
-        )
-    if outcome.deleted:
-        changes.append(
-            ngettext("%(n)d absence removed", "%(n)d absences removed", outcome.deleted)
-            % {"n": outcome.deleted}
-        )
+    counts = {"written": outcome.written, "deleted": outcome.deleted}
+    # No email in the entry itself: the link to the user goes when the user is removed.
     if outcome.status == Status.FAILED:
         Activity.record(
             integration,
             "sync_failed",
-            "; ".join([outcome.error, *changes]),
+            actor=actors.SYSTEM,
+            params={"error": outcome.error, **counts},
             level=Activity.Level.ERROR if outcome.permanent else Activity.Level.WARNING,
             synced_user=synced_user,
         )
-    elif changes or was != SyncedUser.State.OK:
+    elif outcome.written or outcome.deleted or was != SyncedUser.State.OK:
         Activity.record(
-            integration,
-            "synced",
-            "; ".join(changes) or _("Up to date with the calendar."),
-            synced_user=synced_user,
+            integration, "synced", actor=actors.SYSTEM, params=counts, synced_user=synced_user
         )
 
 

@@ -11,7 +11,8 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from . import removal, retention, subscriptions, sync
+from . import actors, removal, retention, subscriptions, sync
+from .actors import Actor
 from .models import Integration, MailboxSubscription, SyncedUser
 from .providers.base import Notice, NoticeKind
 
@@ -82,8 +83,8 @@ def start_syncing(users) -> int:
     return request_syncs(users)
 
 
-def request_user_removal(synced_user_id: int) -> None:
-    remove_synced_user.delay_on_commit(synced_user_id)
+def request_user_removal(synced_user_id: int, *, actor: Actor = actors.SYSTEM) -> None:
+    remove_synced_user.delay_on_commit(synced_user_id, actor.as_task_arg())
 
 
 def request_clear(integration: Integration) -> None:
@@ -214,11 +215,11 @@ removal_task = shared_task(
 
 
 @removal_task
-def remove_synced_user(self, synced_user_id):
+def remove_synced_user(self, synced_user_id, actor=None):
     synced_user = _synced_user(synced_user_id)
     if synced_user is None:
         return "gone"
-    removal.remove_synced_user(synced_user)
+    removal.remove_synced_user(synced_user, actor=Actor.from_task_arg(actor))
     return "removed"
 
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("<uuid:code>/rules/new/", views.rule_new, name="rule_new"),
     path("<uuid:code>/rules/template/", views.rules_from_template, name="rules_from_template"),
     path("<uuid:code>/rules/preview/", views.rules_preview, name="rules_preview"),
+    path("<uuid:code>/rules/undo/", views.rule_undo_delete, name="rule_undo_delete"),
     path("<uuid:code>/rules/<int:pk>/", views.rule_edit, name="rule_edit"),
     path("<uuid:code>/rules/<int:pk>/delete/", views.rule_delete, name="rule_delete"),
     path("<uuid:code>/rules/<int:pk>/move/", views.rule_move, name="rule_move"),
@@ -28,6 +29,9 @@ urlpatterns = [
     path("<uuid:code>/users/suggest/", views.user_suggestions, name="user_suggestions"),
     path("<uuid:code>/dashboard/", views.dashboard, name="dashboard"),
     path("<uuid:code>/dashboard/timeline/", views.dashboard_timeline, name="dashboard_timeline"),
+    path("<uuid:code>/dashboard/activity/", views.dashboard_activity, name="dashboard_activity"),
+    path("<uuid:code>/dashboard/status/", views.dashboard_status, name="dashboard_status"),
+    path("<uuid:code>/progress/", views.sync_progress_banner, name="sync_progress"),
     # Each provider's own pages and notification endpoints.
     path("graph/", include("calendarsync.providers.graph.urls")),
 ]

@@ -178,6 +178,8 @@ LOGOUT_REDIRECT_URL = "login"
 LANGUAGE_CODE = "sv"
 LANGUAGES = [("sv", _("Swedish")), ("en", _("English"))]
 LOCALE_PATHS = [BASE_DIR / "mss" / "locale"]
+# Named date formats per language ("ons 2 dec 09:00" in Swedish): see mss/formats/.
+FORMAT_MODULE_PATH = ["mss.formats"]
 TIME_ZONE = "Europe/Stockholm"
 USE_I18N = True
 USE_TZ = True
@@ -214,6 +216,8 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery
 
 # Back-to-back absences share one return time; gaps up to this many minutes still chain.
 MSS_RETURN_GAP_MINUTES = env.int("MSS_RETURN_GAP_MINUTES", default=0)
+# A requested sync still waiting after this many minutes is shown as an error (workers down?).
+MSS_SYNC_QUEUE_ALERT_MINUTES = env.int("MSS_SYNC_QUEUE_ALERT_MINUTES", default=10)
 
 # Where the outside world lives. The defaults are the sandboxes on loopback.
 ONEX_API_URL = env.str("ONEX_API_URL", default="http://127.0.0.1:8010")
@@ -222,6 +226,9 @@ ONEX_CLIENT_SECRET = env.str("ONEX_CLIENT_SECRET", default="mss-demo-secret")
 MS_LOGIN_URL = env.str("MS_LOGIN_URL", default="https://127.0.0.1:8011")
 MS_GRAPH_URL = env.str("MS_GRAPH_URL", default="https://127.0.0.1:8011/v1.0")
 MS_CLIENT_ID = env.str("MS_CLIENT_ID", default="00000000-0000-0000-0000-0000000000aa")
+# The app registration's display name: what Microsoft's consent page and Enterprise
+# Applications show, so the help texts that send admins there name it the same way.
+MS_APP_DISPLAY_NAME = env.str("MS_APP_DISPLAY_NAME", default="MSS Kalenderkoppling")
 MS_CLIENT_SECRET = env.str("MS_CLIENT_SECRET", default="sandbox-client-secret")
 # Extra CA bundle to trust for Microsoft endpoints (the M365 sandbox's test CA); empty = system.
 MS_CA_BUNDLE = env.str("MS_CA_BUNDLE", default=str(VAR_DIR / "sandbox" / "m365-ca.pem"))

@@ -106,3 +106,32 @@ def telenor_id_sign_in(page, email=ANNA, shoot=None):
     if shoot:
         shoot("telenor-id")
     page.click("#login")
+
+
+# Installed by `make test-deps`, which pins its version.
+AXE_SCRIPT = ARTIFACTS.parents[1] / ".venv" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_violations(page, impacts=("serious", "critical")):
+    """axe-core's violations of these impacts on the page as it is now (each a dict with id,
+    impact, help and the failing nodes' selectors).
+
+    The script is evaluated through Playwright rather than added as a <script> tag:
+    `add_script_tag(path=...)` inserts it inline, which the product's Content-Security-Policy
+    (script-src 'self', no inline scripts) refuses. Evaluation over the DevTools protocol is
+    not subject to the page's CSP, so the page is measured under its real policy.
+    """
+    if not AXE_SCRIPT.exists():
+        pytest.fail(f"{AXE_SCRIPT} is missing: run `make test-deps` (it installs axe-core)")
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(AXE_SCRIPT.read_text(encoding="utf-8"))
+    results = page.evaluate(
+        """async () => {
+            const result = await window.axe.run(document, {resultTypes: ["violations"]});
+            return result.violations.map(v => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map(n => ({target: n.target.join(" "), summary: n.failureSummary})),
+            }));
+        }"""
+    )
+    return [violation for violation in results if violation["impact"] in impacts]

@@ -2,6 +2,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from calendarsync import actors
 from calendarsync.models import (
     Activity,
     Booking,
@@ -34,7 +35,7 @@ def one_of_each(company, integration, subscription, admin_user):
         fingerprint="f",
         pushed_at="2026-11-30T10:00Z",
     )
-    Activity.record(integration, "sync", "Synced 1 user")
+    Activity.record(integration, "synced", actor=actors.SYSTEM, params={"written": 1})
     assert Membership.objects.exists()
 
 

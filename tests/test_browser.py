@@ -140,14 +140,14 @@ def newcomer_journey(world, browser_page, camera, m365, onex_sandbox):
     # Remove Björn, after a confirmation: his One X entries go with him.
     bjorn = SyncedUser.objects.get(email=BJORN)
     page.goto(f"{base}/microsoft-sync/{integration.code}/users/{bjorn.pk}/remove/")
-    expect(page.locator("#confirm-remove")).to_be_focused()
+    expect(page.locator("#cancel-remove")).to_be_focused()  # Enter must not remove
     shoot("user-remove-confirm")
     page.click("#confirm-remove")
     expect(page.locator("#user-count")).to_contain_text("1")
     assert not SyncedUser.objects.filter(email=BJORN).exists()
     assert all(e["subscriptionId"] != "sub-bjorn" for e in onex_sandbox.absences("demo-ab"))
 
-    # Reorder and delete rules in place (the delete asks first).
+    # Reorder and delete rules in place (the delete asks first, in place).
     page.goto(f"{base}/microsoft-sync/{integration.code}/rules/")
     rules = page.locator("#rule-list li .rule-text")
     first_rule = rules.nth(0).inner_text()
@@ -155,8 +155,8 @@ def newcomer_journey(world, browser_page, camera, m365, onex_sandbox):
         "form", has=page.locator("input[value=up]")
     ).locator("button").click()
     expect(rules.nth(1)).to_have_text(first_rule)
-    page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#rule-list li").nth(1).locator("button.danger").click()
+    page.click("#confirm-delete-rule")
     expect(page.locator("#rule-list li")).to_have_count(1)
     assert integration.rules.count() == 1
 

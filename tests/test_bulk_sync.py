@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from calendarsync import planning, providers, sync, tasks
+from calendarsync.actors import SYSTEM
 from calendarsync.models import Activity, Booking, Integration, SyncedUser
 from calendarsync.providers.base import ConsentRevoked, MailboxNotFound
 from calendarsync.providers.memory import InMemoryCalendar
@@ -194,7 +195,7 @@ def test_the_single_mailbox_path_records_revoked_consent_the_same_way(integratio
     calendar.errors[bulk_user.email] = ConsentRevoked(code="AADSTS700016")
     calendar.errors["other@demo.se"] = ConsentRevoked(code="AADSTS700016")
     sync.sync_mailboxes([bulk_user.pk], provider=calendar, writer=onex, now=NOW)
-    messages = list(Activity.objects.filter(event="consent_revoked").values_list("message"))
+    messages = [a.message for a in Activity.objects.filter(event="consent_revoked")]
     assert len(messages) == 2 and messages[0] == messages[1]
 
 
@@ -301,7 +302,7 @@ def test_it_reads_20_sandbox_mailboxes_with_one_batch_request(m365, integration,
 def test_a_chunk_of_an_integration_that_may_not_sync_leaves_no_pending_requests(integration):
     users = make_users(integration, 3)
     SyncedUser.objects.update(sync_requested_at=timezone.now())  # requested before the pause
-    integration.pause()
+    integration.pause(actor=SYSTEM)
     outcomes = sync.sync_mailboxes([u.pk for u in users], provider=InMemoryCalendar())
     assert {o.status for o in outcomes.values()} == {"inactive"}
     assert not SyncedUser.objects.filter(sync_requested_at__isnull=False).exists()

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from calendarsync import lifecycle, providers, removal, subscriptions, sync, tasks
+from calendarsync.actors import SYSTEM
 from calendarsync.models import Activity, Booking, Integration, MailboxSubscription, SyncedUser
 from calendarsync.providers.base import ConsentRevoked, CredentialsRejected
 from calendarsync.providers.memory import InMemoryCalendar
@@ -71,19 +72,19 @@ def staff(django_user_model):
 
 
 def test_each_transition_records_one_activity_and_only_once(integration):
-    assert integration.pause() and not integration.pause()
+    assert integration.pause(actor=SYSTEM) and not integration.pause(actor=SYSTEM)
     assert (integration.status, integration.active) == ("paused", False)
-    assert integration.resume() and not integration.resume()
+    assert integration.resume(actor=SYSTEM) and not integration.resume(actor=SYSTEM)
     assert (integration.status, integration.active) == ("connected", True)
     error = CredentialsRejected("app credentials rejected", code="invalid_client (AADSTS7000215)")
     assert integration.needs_attention(error) and not integration.needs_attention(error)
     assert integration.status == "needs_attention"
     assert integration.attention == Integration.Attention.CREDENTIALS_REJECTED
-    assert integration.connect("fixed") and integration.status == "connected"
+    assert integration.connect(actor=SYSTEM) and integration.status == "connected"
     assert integration.attention == "" and integration.last_error == ""
     assert integration.mark_error("Graph unreachable") and not integration.mark_error("again")
     assert integration.clear_error() and integration.status == "connected"
-    assert integration.start_removal() and not integration.start_removal()
+    assert integration.start_removal(actor=SYSTEM) and not integration.start_removal(actor=SYSTEM)
     events = list(Activity.objects.order_by("id").values_list("event", flat=True))
     assert events == [
         "paused",
@@ -98,9 +99,9 @@ def test_each_transition_records_one_activity_and_only_once(integration):
 
 def test_a_paused_integration_stays_paused_when_its_consent_comes(company):
     pending = Integration.objects.create(company=company, kind="graph", name="Ny")
-    pending.pause()
+    pending.pause(actor=SYSTEM)
     assert pending.status == "pending_consent" and not pending.active
-    pending.connect("consent")
+    pending.connect(actor=SYSTEM)
     assert pending.status == "paused" and not pending.syncing
 
 
@@ -156,8 +157,8 @@ def test_aktiv_off_removes_entries_and_subscriptions_and_on_brings_them_back(
 def test_aktiv_off_twice_or_on_again_before_the_task_ran_removes_nothing(
     integration, synced, calendar, onex
 ):
-    lifecycle.set_active(integration, False)
-    lifecycle.set_active(integration, True)  # the admin changed their mind at once
+    lifecycle.set_active(integration, False, actor=SYSTEM)
+    lifecycle.set_active(integration, True, actor=SYSTEM)  # the admin changed their mind at once
     assert tasks.clear_integration.run(integration.pk) == "skipped"
     assert len(onex.entries) == 3 and len(calendar.subscriptions) == 3
 
@@ -165,7 +166,7 @@ def test_aktiv_off_twice_or_on_again_before_the_task_ran_removes_nothing(
 def test_a_busy_mailbox_makes_the_clearing_retry_and_loses_nothing(
     integration, synced, calendar, onex
 ):
-    integration.pause()
+    integration.pause(actor=SYSTEM)
     sync.claim(synced[1], synced[1].created_at)  # a run still holds Bo's mailbox
     with pytest.raises(removal.RemovalIncomplete):
         removal.clear_integration(integration)
@@ -204,7 +205,7 @@ def test_the_removal_page_says_what_goes_and_the_task_removes_it_all(
 
 
 def test_the_overview_shows_a_removal_in_progress(en_client, integration):
-    integration.start_removal()
+    integration.start_removal(actor=SYSTEM)
     body = en_client.get(reverse("calendarsync:overview")).content.decode()
     assert "badge-removing" in body and "being removed" in body
 

@@ -60,7 +60,7 @@ def test_it_adds_every_good_line_and_says_why_the_others_failed(
     lines = out.splitlines()
     assert lines[0] == "line 2: anna@demo.se — Added"
     assert lines[1] == "line 3: bo@demo.se — Added"
-    assert lines[2].startswith("line 5: not-an-address — FAILED: Not a valid email")
+    assert lines[2].startswith("line 5: not-an-address — FAILED: Enter a valid email")
     assert lines[3].startswith("line 6: nobody@demo.se — FAILED: No One X subscription")
     assert lines[4].startswith("line 7: gone@demo.se — FAILED: ") and "deactivated" in lines[4]
     assert lines[5].startswith("line 8: taken@demo.se — FAILED: ") and "On prem" in lines[5]

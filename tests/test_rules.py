@@ -310,3 +310,54 @@ def test_it_plans_times_in_utc_with_return_never_before_end():
     for absence in absences:
         assert absence.start.utcoffset() == timedelta(0)
         assert absence.return_at >= absence.end
+
+
+OVERNIGHT = Rule(
+    id=5, action=Action.DIVERT, reason_code="MOTE", time_from=time(18), time_to=time(7)
+)
+
+
+@pytest.mark.parametrize(
+    ("start", "matches"),
+    [(at(1, 22), True), (at(2, 6), True), (at(1, 12), False), (at(2, 7), False)],
+)
+def test_it_matches_an_overnight_window_from_evening_to_next_morning(start, matches):
+    absence = only([item(start=start, show_as=ShowAs.TENTATIVE)], rules=(OVERNIGHT,))
+    assert (absence is not None and absence.decided_by == "rule:5") is matches
+
+
+@pytest.mark.parametrize(
+    ("start", "matches"),
+    [
+        (at(5, 22), True),  # Friday evening
+        (at(6, 6), True),  # Saturday morning: still Friday night's window
+        (at(5, 6), False),  # Friday morning belongs to Thursday night
+        (at(6, 22), False),  # Saturday evening starts a Saturday window
+    ],
+)
+def test_it_reads_an_overnight_windows_weekdays_as_the_day_it_starts(start, matches):
+    friday_nights = Rule(
+        id=6,
+        action=Action.DIVERT,
+        reason_code="MOTE",
+        weekdays={4},
+        time_from=time(18),
+        time_to=time(7),
+    )
+    absence = only([item(start=start, show_as=ShowAs.TENTATIVE)], rules=(friday_nights,))
+    assert (absence is not None and absence.decided_by == "rule:6") is matches
+
+
+def test_it_runs_sunday_night_into_monday_morning():
+    sunday_nights = Rule(
+        id=6,
+        action=Action.INFO,
+        reason_code="MOTE",
+        weekdays={6},
+        time_from=time(20),
+        time_to=time(6),
+    )
+    # 7 June 2026 is a Sunday; the booking is on Monday 8 June at 05:00.
+    monday_early = item(start=at(8, 5), show_as=ShowAs.TENTATIVE)
+    absence = plan([monday_early], plan_settings(rules=(sunday_nights,)), NOW).absences
+    assert [a.decided_by for a in absence] == ["rule:6"]

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone, translation
 
 from calendarsync import planning, providers, removal, retention, sync, tasks
+from calendarsync.actors import SYSTEM
 from calendarsync.items import AddinChoice, ItemKind, ShowAs
 from calendarsync.models import Activity, Booking, Integration, SyncedUser, SyncRule
 from calendarsync.providers.base import ConsentRevoked, MailboxNotFound, ProviderError
@@ -240,7 +241,7 @@ def test_a_trigger_for_a_mailbox_that_may_not_sync_leaves_no_pending_request(
     monkeypatch.setattr(
         tasks.sync_mailbox, "apply_async", lambda args, countdown: enqueued.append(args)
     )
-    synced_user.integration.pause()
+    synced_user.integration.pause(actor=SYSTEM)
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.request_sync(synced_user.pk) is False
     synced_user.refresh_from_db()
@@ -252,7 +253,7 @@ def test_a_trigger_for_a_mailbox_that_may_not_sync_leaves_no_pending_request(
     synced_user.refresh_from_db()
     assert synced_user.sync_requested_at is None
     # Switched on again, the very next trigger enqueues a run.
-    synced_user.integration.resume()
+    synced_user.integration.resume(actor=SYSTEM)
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.request_sync(synced_user.pk) is True
     assert enqueued == [(synced_user.pk,)]

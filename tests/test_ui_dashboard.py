@@ -2,11 +2,13 @@
 users with errors, latest activity and one user's 14-day timeline."""
 
 import itertools
+import re
 from datetime import datetime, time, timedelta
 
 from django.urls import reverse
 from django.utils import timezone
 
+from calendarsync import actors
 from calendarsync.models import Activity, Booking, MailboxSubscription, SyncedUser
 from calendarsync.views.dashboard import timeline
 from onex.models import Subscription
@@ -66,7 +68,7 @@ def test_it_shows_counts_health_errors_and_activity(en_client, integration, comp
             status=status,
             expires_at=expires,
         )
-    Activity.record(integration, "sync", "3 users synced.")
+    Activity.record(integration, "synced", actor=actors.SYSTEM, params={"written": 3})
     body = en_client.get(
         reverse("calendarsync:dashboard", args=[integration.code])
     ).content.decode()
@@ -81,7 +83,7 @@ def test_it_shows_counts_health_errors_and_activity(en_client, integration, comp
     assert "<dt>Expiring within 24 h</dt><dd>1</dd>" in body
     assert '<dt>Failed</dt><dd class="error-text">1</dd>' in body
     assert "u2@demo.se" in body and "postlådan hittades inte" in body
-    assert "3 users synced." in body
+    assert "3 absences written" in body
 
 
 def test_it_tells_how_to_fix_a_revoked_consent(en_client, integration):
@@ -156,3 +158,44 @@ def test_it_shows_when_the_periodic_sync_runs_next(en_client, integration):
     integration.active = False
     integration.save()
     assert "paused" in en_client.get(url).content.decode()
+
+
+def test_the_timeline_follows_antal_dagar(en_client, integration, synced_user, reasons):
+    integration.days_ahead = 5
+    integration.save()
+    _booking(synced_user, _today_at(9, days=4))
+    _booking(synced_user, _today_at(9, days=6))  # beyond 5 days
+    url = reverse("calendarsync:dashboard", args=[integration.code])
+    body = en_client.get(url, {"user": synced_user.email}).content.decode()
+    assert "Timeline, 5 days" in body and "14 days" not in body
+    assert body.count('<span class="day">') == 5
+    assert body.count('data-symbol="info" style=') == 1
+    assert "for the coming 5 days" in en_client.get(url).content.decode()
+
+
+def test_the_timeline_has_an_hour_axis_a_now_marker_and_a_legend_for_every_symbol(
+    en_client, integration, synced_user, reasons
+):
+    _booking(synced_user, _today_at(9, days=1), forwarding="info")
+    _booking(synced_user, _today_at(12, days=1), forwarding="divert", reason="LUNCH")
+    opened = _booking(synced_user, _today_at(15, days=2), forwarding="divert")
+    Booking.objects.filter(pk=opened.pk).update(open_diversion=True)
+    url = reverse("calendarsync:dashboard_timeline", args=[integration.code])
+    body = en_client.get(url, {"user": synced_user.email}, HTTP_HX_REQUEST="true").content.decode()
+    legend = re.search(r'<ul class="legend" id="timeline-legend".*?</ul>', body, re.S).group(0)
+    drawn = body.replace(legend, "")
+    used = set(re.findall(r'data-symbol="([a-z-]+)"', drawn))
+    assert used == {"info", "divert", "open", "divert-mark", "now"}
+    assert used <= set(re.findall(r'data-symbol="([a-z-]+)"', legend))
+    assert "↪" in legend and "Open diversion" in legend and "now" in legend
+    # Hour ticks 00, 03 … 21 across the track; one "now" line, on today's row.
+    ticks = re.findall(r'<span class="tick" style="left:([0-9.]+)%">(\d\d)</span>', body)
+    assert [hour for _, hour in ticks] == ["00", "03", "06", "09", "12", "15", "18", "21"]
+    assert ticks[4][0] == "50.0"
+    assert drawn.count('class="now"') == 1
+
+
+def test_the_now_marker_sits_where_the_time_of_day_is(integration, synced_user):
+    now = _today_at(18)
+    days = timeline(synced_user, {}, now=now, days=3)
+    assert days[0]["now_left"] == 75.0 and days[1]["now_left"] is None

@@ -18,7 +18,8 @@ def test_it_lists_integrations_with_status_users_and_add_button(
     assert "Exchange Online" in body and "Lokal Exchange" in body
     assert "badge-connected" in body and "badge-pending_consent" in body
     assert reverse("calendarsync:integration_add") in body
-    assert "<td>1</td>" in body  # one user on the Exchange Online integration
+    # One user on the Exchange Online integration (the cell names its column for phones).
+    assert '<td data-label="Users">1</td>' in body
 
 
 def test_it_offers_both_providers(en_client):
@@ -71,7 +72,10 @@ def test_it_saves_on_prem_with_the_password_encrypted(en_client, company):
         },
     )
     integration = Integration.objects.get(company=company)
-    assert response["Location"] == reverse("calendarsync:integration", args=[integration.code])
+    # On to its Anslutning tab, where the PowerShell set-up and firewall openings are.
+    assert response["Location"] == reverse(
+        "calendarsync:integration_connection", args=[integration.code]
+    )
     assert integration.kind == "ews"
     # Saved, not syncing, and not said to wait for a Microsoft consent it will never need.
     assert integration.status == Integration.Status.UNVERIFIED and not integration.syncing

@@ -1,5 +1,6 @@
 """Synkregler: rules read back in plain words, the inline editor, and the preview."""
 
+import re
 from datetime import time, timedelta
 
 import pytest
@@ -52,6 +53,11 @@ def _rule(reasons, **fields):
             " → Absence info: Meeting",
         ),
         ({"weekdays": [0, 2]}, "Mon, Wed → Absence info: Meeting"),
+        (
+            {"time_from": time(18), "time_to": time(7), "action": "divert"},
+            "18–07 (overnight) → Diversion: Meeting",
+        ),
+        ({"time_from": time(18), "time_to": time(0)}, "18–24 → Absence info: Meeting"),
     ],
 )
 def test_it_reads_a_rule_back_in_plain_words(reasons, fields, text):
@@ -115,13 +121,13 @@ def test_it_explains_what_is_wrong_with_a_rule(en_client, integration, reasons):
         en_client,
         integration,
         "rule_new",
-        time_from="18:00",
+        time_from="07:00",
         time_to="07:00",
         action="divert",
         reason=reasons["SJUK"].pk,
     )
     body = response.content.decode()
-    assert "The end time must be after the start time." in body
+    assert "The end time is the same as the start time." in body
     assert "One X does not allow a diversion with this reason." in body
     assert "HX-Trigger" not in response
     response = _post_rule(en_client, integration, "rule_new", action="info")
@@ -289,3 +295,140 @@ def test_the_rules_page_previews_without_javascript(
         reverse("calendarsync:rules", args=[integration.code]), {"user": synced_user.email}
     ).content.decode()
     assert "Default template" in body and "Absence info: Meeting" in body
+
+
+def test_it_flags_a_rule_an_earlier_rule_always_catches(en_client, integration, reasons):
+    SyncRule.objects.create(
+        integration=integration, position=1, show_as=["busy"], action="info", reason=reasons["MOTE"]
+    )
+    SyncRule.objects.create(
+        integration=integration,
+        position=2,
+        show_as=["busy"],
+        weekdays=[0, 1, 2, 3, 4],
+        time_from=time(7),
+        time_to=time(18),
+        action="divert",
+        reason=reasons["MOTE"],
+    )
+    SyncRule.objects.create(
+        integration=integration, position=3, show_as=["oof"], action="info", reason=reasons["LUNCH"]
+    )
+    body = en_client.get(reverse("calendarsync:rules", args=[integration.code])).content.decode()
+    warning = "Rule 2 is never reached – rule 1 already catches Busy"
+    assert warning in body
+    assert 'id="never-reached-2"' in body
+    assert 'id="never-reached-1"' not in body and 'id="never-reached-3"' not in body
+    with translation.override("sv"):
+        swedish = en_client.get(
+            reverse("calendarsync:rules", args=[integration.code]), HTTP_ACCEPT_LANGUAGE="sv"
+        ).content.decode()
+    assert "Regel 2 nås aldrig – regel 1 fångar redan Upptagen" in swedish
+
+
+def test_it_does_not_flag_a_rule_that_catches_more_than_the_one_before(
+    en_client, integration, reasons
+):
+    SyncRule.objects.create(
+        integration=integration,
+        position=1,
+        show_as=["busy"],
+        weekdays=[0, 1, 2, 3, 4],
+        time_from=time(7),
+        time_to=time(18),
+        action="divert",
+        reason=reasons["MOTE"],
+    )
+    SyncRule.objects.create(
+        integration=integration, position=2, show_as=["busy"], action="info", reason=reasons["MOTE"]
+    )
+    body = en_client.get(reverse("calendarsync:rules", args=[integration.code])).content.decode()
+    assert "never reached" not in body
+
+
+def test_the_preview_summary_flags_an_unsaved_rule_that_is_never_reached(
+    en_client, integration, reasons, calendar, synced_user
+):
+    SyncRule.objects.create(
+        integration=integration, position=1, show_as=["busy"], action="info", reason=reasons["MOTE"]
+    )
+    body = en_client.post(
+        reverse("calendarsync:rules_preview", args=[integration.code]),
+        {
+            "user": synced_user.email,
+            "editing": "new",
+            "show_as": ["busy"],
+            "all_day": "unknown",
+            "time_from": "07:00",
+            "time_to": "18:00",
+            "action": "divert",
+            "reason": reasons["MOTE"].pk,
+        },
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    assert 'data-changed="0"' in body
+    assert "Rule 2 is never reached – rule 1 already catches Busy" in body
+
+
+def test_the_preview_marks_the_rows_that_change(
+    en_client, integration, reasons, calendar, synced_user
+):
+    rule = SyncRule.objects.create(
+        integration=integration, position=1, show_as=["busy"], action="info", reason=reasons["MOTE"]
+    )
+    body = en_client.post(
+        reverse("calendarsync:rules_preview", args=[integration.code]),
+        {
+            "user": synced_user.email,
+            "editing": str(rule.pk),
+            "show_as": ["busy"],
+            "all_day": "unknown",
+            "time_from": "07:00",
+            "time_to": "18:00",
+            "action": "divert",
+            "reason": reasons["MOTE"].pk,
+        },
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    rows = re.findall(r"<tr(?: class=\"([^\"]*)\")?>\s*<td[^>]*>(.*?)</td>", body, re.S)
+    changed = [text for css, text in rows if css == "row-changed"]
+    assert len(changed) == 1 and "09:00" in changed[0]  # only the morning booking diverts now
+    assert '<span class="changed-mark">changed</span>' in changed[0]
+    assert all("changed-mark" not in text for css, text in rows if css != "row-changed")
+
+
+def test_a_new_rule_form_waits_for_a_first_change_before_it_checks(en_client, integration, reasons):
+    rule = SyncRule.objects.create(
+        integration=integration, position=1, show_as=["busy"], action="info", reason=reasons["MOTE"]
+    )
+    new = en_client.get(
+        reverse("calendarsync:rule_new", args=[integration.code]), HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert 'hx-trigger="change from:#rule-form delay:250ms"' in new
+    assert "data-dirty" not in new and "errorlist" not in new
+    edit = en_client.get(
+        reverse("calendarsync:rule_edit", args=[integration.code, rule.pk]),
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    assert 'hx-trigger="load, change from:#rule-form delay:250ms"' in edit
+    # A form sent back with errors counts as an unsaved edit for the leave-the-page guard.
+    failed = _post_rule(en_client, integration, "rule_new", action="info").content.decode()
+    assert 'data-unsaved-guard data-dirty="true"' in failed
+
+
+def test_it_saves_an_overnight_window(en_client, integration, reasons):
+    response = _post_rule(
+        en_client,
+        integration,
+        "rule_new",
+        time_from="18:00",
+        time_to="07:00",
+        action="divert",
+        reason=reasons["MOTE"].pk,
+    )
+    assert response["HX-Trigger"] == "rulesChanged"
+    assert "18–07 (overnight) → Diversion: Meeting" in response.content.decode()
+    rule = integration.rules.get()
+    assert (rule.time_from, rule.time_to) == (time(18), time(7))
+    with translation.override("sv"):
+        assert rule_text.describe(rule) == "18–07 (över natten) → Hänvisning: Möte"

@@ -1,5 +1,7 @@
 """Inställningar: each setting explained in the seed's words; saving resyncs the users."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -75,7 +77,9 @@ def test_it_saves_and_resyncs_every_user(en_client, integration, company, sync_r
         False,
     )
     assert sorted(sync_requests) == sorted(user.pk for user in users)
-    assert "Settings saved." in en_client.get(url).content.decode()
+    page = en_client.get(url).content.decode()
+    assert "Saved. The users are being synced again." in page
+    assert "Saved." not in en_client.get(url).content.decode()  # shown once
 
 
 def test_it_answers_htmx_with_hx_location(en_client, integration, sync_requests):
@@ -138,12 +142,12 @@ def on_prem(company):
 def test_it_changes_an_on_prem_connection_keeping_the_password_unless_given(
     en_client, on_prem, sync_requests
 ):
-    page = en_client.get(reverse("calendarsync:integration", args=[on_prem.code])).content.decode()
-    assert 'id="connection-form"' in page and "Gammalt-Lösen-1" not in page
     url = reverse("calendarsync:integration_connection", args=[on_prem.code])
+    page = en_client.get(url).content.decode()
+    assert 'id="connection-form"' in page and "Gammalt-Lösen-1" not in page
     data = {"ews_url": "https://ny.demo.se/EWS/Exchange.asmx", "ews_username": "mss2"}
     response = en_client.post(url, {**data, "ews_password": ""})
-    assert response.status_code == 302
+    assert response.status_code == 302 and response["Location"] == url
     on_prem.refresh_from_db()
     assert (on_prem.ews_url, on_prem.ews_username) == (data["ews_url"], "mss2")
     assert on_prem.ews_password == "Gammalt-Lösen-1"
@@ -173,3 +177,70 @@ def test_exchange_online_has_no_connection_form(en_client, integration):
     en_client.post(url, {"ews_url": "https://x.demo.se/EWS", "ews_username": "u"})
     integration.refresh_from_db()
     assert integration.ews_url == ""
+
+
+def _whole_page(body):
+    """The integration's page around a form: its header, its tabs and the form's card."""
+    return '<div class="page-head">' in body and '<nav class="tabs"' in body and "<h2>" in body
+
+
+def test_an_htmx_save_is_followed_by_the_whole_page_with_its_message_once(
+    en_client, integration, sync_requests
+):
+    url = reverse("calendarsync:integration", args=[integration.code])
+    response = en_client.post(url, _form(days_ahead="9"), HTTP_HX_REQUEST="true")
+    assert response.status_code == 204 and response["HX-Location"] == url
+    # htmx follows HX-Location with an HTMX GET aimed at the body (no HX-Target).
+    body = en_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert _whole_page(body) and 'id="settings-form"' in body
+    assert '<li class="message success">Saved.' in body
+    dashboard = reverse("calendarsync:dashboard", args=[integration.code])
+    assert "Saved." not in en_client.get(dashboard).content.decode()  # no leak
+
+
+def test_a_refused_htmx_save_answers_with_the_form_alone_and_no_message(
+    en_client, integration, sync_requests
+):
+    url = reverse("calendarsync:integration", args=[integration.code])
+    body = en_client.post(url, _form(days_ahead="0"), HTTP_HX_REQUEST="true").content.decode()
+    assert body.lstrip().startswith('<form id="settings-form"') and "page-head" not in body
+    assert "Saved." not in en_client.get(url).content.decode()
+
+
+def test_on_prem_has_a_connection_tab_with_the_setup_guidance(en_client, on_prem, integration):
+    url = reverse("calendarsync:integration_connection", args=[on_prem.code])
+    body = en_client.get(url).content.decode()
+    assert _whole_page(body)
+    assert f'<a href="{url}" aria-current="page" id="tab-connection">Connection</a>' in body
+    assert "New-ManagementRoleAssignment" in body and "Set-ThrottlingPolicyAssociation" in body
+    assert 'id="firewall"' in body and "82.182.1.73" in body and "EWSNotificationService" in body
+    # Every code block has its copy button (shown by static/js/mss.js), aimed at its own id.
+    blocks = re.findall(r'<pre tabindex="0" id="([a-z0-9-]+)">', body)
+    buttons = re.findall(
+        r'<button type="button" class="copy-button" data-copy="([a-z0-9-]+)"', body
+    )
+    assert len(blocks) >= 9 and sorted(blocks) == sorted(buttons)
+    assert 'data-copied-label="Copied"' in body and 'id="copy-status"' in body
+    # The settings tab points there; Exchange Online has no such tab.
+    settings_page = en_client.get(reverse("calendarsync:integration", args=[on_prem.code]))
+    assert url in settings_page.content.decode()
+    graph_page = en_client.get(reverse("calendarsync:integration", args=[integration.code]))
+    assert 'id="tab-connection"' not in graph_page.content.decode()
+    graph_url = reverse("calendarsync:integration_connection", args=[integration.code])
+    assert en_client.get(graph_url)["Location"] == reverse(
+        "calendarsync:integration", args=[integration.code]
+    )
+
+
+def test_an_htmx_connection_save_keeps_the_tab_whole_with_its_message_once(
+    en_client, on_prem, sync_requests
+):
+    url = reverse("calendarsync:integration_connection", args=[on_prem.code])
+    data = {"ews_url": "https://ny.demo.se/EWS/Exchange.asmx", "ews_username": "mss2"}
+    response = en_client.post(url, data, HTTP_HX_REQUEST="true")
+    assert response.status_code == 204 and response["HX-Location"] == url
+    body = en_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert _whole_page(body) and 'id="connection-form"' in body and 'id="firewall"' in body
+    assert "Saved. The users are synced again over the new connection." in body
+    users = reverse("calendarsync:users", args=[on_prem.code])
+    assert "Saved." not in en_client.get(users).content.decode()

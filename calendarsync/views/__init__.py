@@ -1,6 +1,8 @@
 """The Microsoft Sync pages, one module per page; urls.py names them here."""
 
-from .dashboard import dashboard, dashboard_timeline
+from .activity import dashboard_activity
+from .dashboard import dashboard, dashboard_status, dashboard_timeline
+from .live import sync_progress_banner
 from .overview import (
     integration_add,
     integration_add_ews,
@@ -13,6 +15,7 @@ from .rules import (
     rule_edit,
     rule_move,
     rule_new,
+    rule_undo_delete,
     rules,
     rules_from_template,
     rules_preview,
@@ -22,6 +25,8 @@ from .users import user_add, user_remove, user_suggestions, users, users_export,
 
 __all__ = [
     "dashboard",
+    "dashboard_activity",
+    "dashboard_status",
     "dashboard_timeline",
     "integration_add",
     "integration_add_ews",
@@ -34,9 +39,11 @@ __all__ = [
     "rule_edit",
     "rule_move",
     "rule_new",
+    "rule_undo_delete",
     "rules",
     "rules_from_template",
     "rules_preview",
+    "sync_progress_banner",
     "user_add",
     "user_remove",
     "user_suggestions",

@@ -1,13 +1,16 @@
 """What every Microsoft Sync page shares: the scoped integration, partial-or-page, resync."""
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.translation import gettext_lazy
+from django.utils.formats import number_format
+from django.utils.translation import gettext_lazy, ngettext
 
 from .. import tasks
 from ..access import get_company_object_or_404
 from ..models import Integration
+from ..progress import SyncProgress, sync_progress
 
 # What the admin must do, for each reason an integration needs attention.
 ATTENTION_HINTS = {
@@ -40,11 +43,35 @@ def render_tab(request, template, integration, tab, context=None, *, partial=Non
         "consent_url": consent_url(integration),
         "attention_hint": ATTENTION_HINTS.get(integration.attention, ""),
         "offer_consent": _offer_consent(integration),
+        "app_display_name": settings.MS_APP_DISPLAY_NAME,
         **(context or {}),
     }
     if partial and request.htmx and not request.htmx.boosted:
         template = f"{template}#{partial}"
+    elif "progress" not in context:
+        context.update(banner_context(integration))  # the whole page shows the sync banner
     return render(request, template, context)
+
+
+def progress_text(progress: SyncProgress) -> str:
+    """ "Syncing 40 of 3,000 users…", in the reader's number format."""
+    return ngettext(
+        "Syncing %(pending)s of %(total)s user…",
+        "Syncing %(pending)s of %(total)s users…",
+        progress.total,
+    ) % {
+        "pending": number_format(progress.pending, force_grouping=True),
+        "total": number_format(progress.total, force_grouping=True),
+    }
+
+
+def banner_context(integration, progress: SyncProgress | None = None) -> dict:
+    """What templates/calendarsync/sync_progress.html needs: the progress and its sentence."""
+    progress = progress or sync_progress(integration.users.all())
+    return {
+        "progress": progress,
+        "progress_text": progress_text(progress) if progress.pending else "",
+    }
 
 
 def _offer_consent(integration) -> bool:

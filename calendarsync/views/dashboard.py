@@ -5,7 +5,7 @@ from datetime import datetime, time, timedelta
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max, Q
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
@@ -15,12 +15,13 @@ from django_celery_beat.models import PeriodicTask
 from onex.models import AbsenceReason
 
 from ..models import Booking, Forwarding, MailboxSubscription, SyncedUser
-from .common import ATTENTION_HINTS, get_integration, render_tab
+from ..progress import sync_progress
+from .activity import activity_log_context
+from .common import ATTENTION_HINTS, banner_context, get_integration, render_tab
 
 TIMELINE_DAYS = 14
 EXPIRING_WITHIN = timedelta(hours=24)
 ERROR_USERS_SHOWN = 10
-ACTIVITY_SHOWN = 10
 PERIODIC_SYNC_TASK = "calendarsync.tasks.reconcile_all_mailboxes"  # mss/schedules.py
 
 
@@ -65,19 +66,24 @@ def _fix_hint(integration):
     return ""
 
 
-def timeline(synced_user, reasons, today=None):
-    """Fourteen days from today, each with the user's synced absences placed on a 24h bar."""
+TIMELINE_TICKS = range(0, 24, 3)  # hours labelled on the axis; the track marks every hour
+
+
+def timeline(synced_user, reasons, today=None, *, days=TIMELINE_DAYS, now=None):
+    """`days` days from today (the integration's Antal dagar), each with the user's synced
+    absences placed on a 24h bar, and today's with where "now" is."""
     tz = timezone.get_current_timezone()
-    today = today or timezone.localdate()
+    now = now or timezone.now()
+    today = today or timezone.localdate(now)
     start = timezone.make_aware(datetime.combine(today, time.min), tz)
-    end = start + timedelta(days=TIMELINE_DAYS)
+    end = start + timedelta(days=days)
     bookings = list(
         Booking.objects.filter(synced_user=synced_user, start__lt=end, end__gt=start).order_by(
             "start"
         )
     )
-    days = []
-    for offset in range(TIMELINE_DAYS):
+    timeline_days = []
+    for offset in range(days):
         day = today + timedelta(days=offset)
         day_start = timezone.make_aware(datetime.combine(day, time.min), tz)
         day_end = timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min), tz)
@@ -94,12 +100,23 @@ def timeline(synced_user, reasons, today=None):
                     "when": _when(booking, tz),
                     "reason": reasons.get(booking.reason_code, booking.reason_code),
                     "divert": booking.forwarding == Forwarding.DIVERT,
+                    "kind": _bar_kind(booking),
                     "left": round((left - day_start).total_seconds() / length * 100, 2),
                     "width": max(round((right - left).total_seconds() / length * 100, 2), 1),
                 }
             )
-        days.append({"date": day, "bars": bars})
-    return days
+        now_left = None
+        if day_start <= now < day_end:
+            now_left = round((now - day_start).total_seconds() / length * 100, 2)
+        timeline_days.append({"date": day, "bars": bars, "now_left": now_left})
+    return timeline_days
+
+
+def _bar_kind(booking) -> str:
+    """The legend entry a bar belongs to: Frånvaro, Hänvisning or Öppen hänvisning."""
+    if booking.forwarding != Forwarding.DIVERT:
+        return "info"
+    return "open" if booking.open_diversion else "divert"
 
 
 def _when(booking, tz) -> str:
@@ -121,6 +138,36 @@ def _reasons(integration):
 @require_GET
 def dashboard(request, code):
     integration = get_integration(request, code)
+
+    email = request.GET.get("user", "").strip().lower()
+    context = {
+        **_status_context(integration),
+        **activity_log_context(integration, request.GET),
+        "timeline_user": email,
+    }
+    context.update(_timeline_context(integration, email))
+    return render_tab(request, "calendarsync/dashboard.html", integration, "dashboard", context)
+
+
+@login_required
+@require_GET
+def dashboard_status(request, code):
+    """The connection, sync, counts and error cards alone: what the dashboard polls (HTMX)
+    while syncs are pending."""
+    integration = get_integration(request, code)
+    if not request.htmx:
+        return redirect("calendarsync:dashboard", code=integration.code)
+    return render_tab(
+        request,
+        "calendarsync/dashboard.html",
+        integration,
+        "dashboard",
+        _status_context(integration),
+        partial="status",
+    )
+
+
+def _status_context(integration):
     now = timezone.now()
     today = timezone.localdate()
     tz = timezone.get_current_timezone()
@@ -131,7 +178,6 @@ def dashboard(request, code):
         total=Count("id"),
         errors=Count("id", filter=Q(state=SyncedUser.State.ERROR)),
         pending=Count("id", filter=Q(state=SyncedUser.State.PENDING)),
-        queued=Count("id", filter=Q(sync_requested_at__isnull=False)),
         last_sync=Max("last_synced_at"),
     )
     bookings = Booking.objects.filter(synced_user__integration=integration).aggregate(
@@ -158,21 +204,15 @@ def dashboard(request, code):
     error_users = list(
         integration.users.filter(state=SyncedUser.State.ERROR).order_by("email")[:ERROR_USERS_SHOWN]
     )
-    activity = list(integration.activities.order_by("-created_at", "-id")[:ACTIVITY_SHOWN])
-
-    email = request.GET.get("user", "").strip().lower()
-    context = {
+    return {
         "users": users,
         "bookings": bookings,
         "health": health,
         "error_users": error_users,
-        "activity": activity,
         "fix_hint": _fix_hint(integration),
         "next_sync": _next_periodic_sync() if integration.syncing else None,
-        "timeline_user": email,
+        **banner_context(integration, sync_progress(integration.users.all(), now)),
     }
-    context.update(_timeline_context(integration, email))
-    return render_tab(request, "calendarsync/dashboard.html", integration, "dashboard", context)
 
 
 def _timeline_context(integration, email):
@@ -185,7 +225,8 @@ def _timeline_context(integration, email):
         }
     return {
         "timeline_for": synced_user,
-        "timeline": timeline(synced_user, _reasons(integration)),
+        "timeline": timeline(synced_user, _reasons(integration), days=integration.days_ahead),
+        "timeline_ticks": [{"hour": hour, "left": hour / 24 * 100} for hour in TIMELINE_TICKS],
     }
 
 

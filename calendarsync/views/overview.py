@@ -8,10 +8,10 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from .. import lifecycle
+from .. import actors, lifecycle
 from ..access import admin_company, administers_a_company
 from ..forms import EwsIntegrationForm, unique_name
-from ..models import Booking, Integration, MailboxSubscription
+from ..models import Activity, Booking, Integration, MailboxSubscription
 from .common import consent_url, get_integration, redirect_after_edit, render_tab
 
 
@@ -69,12 +69,21 @@ def integration_add_ews(request):
         # instance is saved but does not sync.
         integration.status = Integration.Status.UNVERIFIED
         integration.save()
+        Activity.record(
+            integration,
+            "integration_added",
+            actor=actors.admin(request),
+            params={"name": integration.name},
+            subject=Activity.Subject.INTEGRATION,
+            subject_label=integration.name,
+        )
         messages.success(
             request,
             _("%(name)s is saved. The On Prem instance is now visible in the list.")
             % {"name": integration.name},
         )
-        return redirect("calendarsync:integration", code=integration.code)
+        # On to Anslutning: the PowerShell set-up and firewall openings are still to be done.
+        return redirect("calendarsync:integration_connection", code=integration.code)
     return render(request, "calendarsync/add_ews.html", {"company": company, "form": form})
 
 
@@ -102,7 +111,7 @@ def integration_remove(request, code):
     """Ta bort integration: a confirmation that says what goes, then a removal task."""
     integration = get_integration(request, code)
     if request.method == "POST":
-        if lifecycle.remove(integration):
+        if lifecycle.remove(integration, actor=actors.admin(request)):
             messages.success(
                 request,
                 _("%(name)s is being removed. Its One X entries are deleted first.")

@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy
 
 from onex.models import AbsenceReason
 
-from .. import planning, providers, rule_text
+from .. import planning, providers, return_text, rule_text
 from .. import rules as engine
 from ..providers.base import ProviderError
 
@@ -43,6 +43,7 @@ class Row:
     edited: list = field(default_factory=list)
     saved_skip: str = ""
     edited_skip: str = ""
+    changed: bool = False  # the unsaved edit gives this booking another outcome
 
     @property
     def show_as(self):
@@ -88,6 +89,7 @@ def _entry(planned, rules, reasons):
         "open_diversion": planned.open_diversion,
         "reason": reasons.get(planned.reason_code, planned.reason_code),
         "return_at": planned.return_at,
+        "back": return_text.back_text(planned.return_at, planned.start),
         "note": planned.note,
         "decided_by": decided_by_label(planned.decided_by, rules),
         "why": [str(WHY_TEXT.get(why, why)) for why in planned.why],
@@ -142,9 +144,9 @@ def compare(integration, synced_user, saved_rules, edited_rules=None) -> dict:
         edited_settings = planning.settings_for(synced_user, rules_override=edited_rules)
         edited_plan = planning.plan_with(edited_settings, items, now)
         _place(rows, edited_plan, edited_settings, edited_rules, reasons, "edited")
-        result["changed_count"] = sum(
-            1 for row in rows if _outcome(row.saved) != _outcome(row.edited)
-        )
+        for row in rows:
+            row.changed = _outcome(row.saved) != _outcome(row.edited)
+        result["changed_count"] = sum(1 for row in rows if row.changed)
     return result
 
 

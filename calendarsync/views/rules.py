@@ -1,19 +1,22 @@
-"""Synkregler: the ordered rule editor (inline with HTMX) and the side-by-side preview."""
+"""Synkregler: the ordered rule editor (inline with HTMX), the side-by-side preview, and
+deleting a rule: a confirmation (in place or a page of its own) and Ångra for a while."""
 
 import copy
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Q
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from onex.models import AbsenceReason
 
-from .. import rule_text
+from .. import activity_changes, actors, planning, reachability, rule_text, rule_undo
 from ..forms import SyncRuleForm
-from ..models import SyncRule
+from ..models import Activity, SyncRule
 from ..rules import AWAY_REASON, MEETING_REASON
 from . import preview as preview_logic
 from .common import get_integration, render_tab, resync, tab_url
@@ -51,13 +54,44 @@ def default_template_lines(integration):
     ]
 
 
-def _editor_context(integration, *, form=None, editing=None):
-    rules = _rules(integration)
+def never_reached(rules) -> dict[int, str]:
+    """Index of each rule an earlier one always catches → the warning that says so."""
+    engine_rules = [planning.rule_from_model(rule, index) for index, rule in enumerate(rules)]
     return {
-        "rules": [(rule, rule_text.describe(rule)) for rule in rules],
+        later: rule_text.never_reached(later + 1, earlier + 1, rules[earlier])
+        for later, earlier in reachability.unreachable(engine_rules).items()
+    }
+
+
+def _record(request, integration, event, rule, **fields) -> None:
+    """One log entry for an admin's rule change, naming the rule in plain words."""
+    Activity.record(
+        integration,
+        event,
+        actor=actors.admin(request),
+        subject=Activity.Subject.RULE,
+        subject_label=rule_text.describe(rule) if rule is not None else "",
+        **fields,
+    )
+
+
+def _editor_context(request, integration, *, form=None, editing=None, deleting=None, undone=None):
+    rules = _rules(integration)
+    warnings = never_reached(rules)
+    return {
+        "rules": [
+            (rule, rule_text.describe(rule), warnings.get(index))
+            for index, rule in enumerate(rules)
+        ],
         "default_template": default_template_lines(integration),
         "form": form,
         "editing": editing,
+        "deleting": deleting,
+        "undo": [
+            (token, number, rule_text.describe(rule))
+            for token, rule, number in rule_undo.pending(request.session, integration)
+        ],
+        "undone": undone,
     }
 
 
@@ -77,7 +111,9 @@ def _respond(request, integration, context, *, changed=False):
 @require_GET
 def rules(request, code):
     integration = get_integration(request, code)
-    context = _editor_context(integration)
+    context = _editor_context(request, integration)
+    if request.htmx:  # e.g. Cancel on an in-place delete confirmation: the editor again
+        return _respond(request, integration, context)
     context["preview_users"] = list(
         integration.users.order_by("email").values_list("email", flat=True)[:PREVIEW_USER_CHOICES]
     )
@@ -96,9 +132,10 @@ def rule_new(request, code):
             last = integration.rules.order_by("-position").values_list("position", flat=True)
             rule.position = (last.first() or 0) + 1
             rule.save()
+            _record(request, integration, "rule_added", rule)
         resync(integration)
-        return _respond(request, integration, _editor_context(integration), changed=True)
-    context = _editor_context(integration, form=form, editing="new")
+        return _respond(request, integration, _editor_context(request, integration), changed=True)
+    context = _editor_context(request, integration, form=form, editing="new")
     if not request.htmx:
         return render_tab(request, "calendarsync/rules.html", integration, "rules", context)
     return _respond(request, integration, context)
@@ -109,25 +146,65 @@ def rule_new(request, code):
 def rule_edit(request, code, pk):
     integration = get_integration(request, code)
     rule = _rule_or_404(integration, pk)
+    # Before the form writes into the rule: the log shows each field's before → after.
+    before = activity_changes.snapshot(rule, SyncRuleForm._meta.fields)
     form = SyncRuleForm(request.POST or None, instance=rule, integration=integration)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        rule = form.save()
+        after = activity_changes.snapshot(rule, SyncRuleForm._meta.fields)
+        if changes := activity_changes.diff(before, after):
+            _record(request, integration, "rule_changed", rule, changes=changes)
         resync(integration)
-        return _respond(request, integration, _editor_context(integration), changed=True)
-    context = _editor_context(integration, form=form, editing=rule.pk)
+        return _respond(request, integration, _editor_context(request, integration), changed=True)
+    context = _editor_context(request, integration, form=form, editing=rule.pk)
     if not request.htmx:
         return render_tab(request, "calendarsync/rules.html", integration, "rules", context)
     return _respond(request, integration, context)
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def rule_delete(request, code, pk):
+    """GET: what goes, asked in place (HTMX) or as a page; POST: delete, keeping an Ångra."""
     integration = get_integration(request, code)
-    _rule_or_404(integration, pk).delete()
-    _renumber(integration)
+    rule = _rule_or_404(integration, pk)
+    if request.method == "POST":
+        number = next(i for i, other in enumerate(_rules(integration), 1) if other.pk == rule.pk)
+        with transaction.atomic():
+            rule_undo.remember(request.session, rule, number)
+            _record(request, integration, "rule_removed", rule)
+            rule.delete()
+            _renumber(integration)
+        resync(integration)
+        context = _editor_context(request, integration)
+        context["just_deleted"] = True
+        return _respond(request, integration, context, changed=True)
+    context = _editor_context(request, integration, deleting=rule.pk)
+    if not request.htmx:
+        return render_tab(request, "calendarsync/rule_delete.html", integration, "rules", context)
+    return _respond(request, integration, context)
+
+
+@login_required
+@require_POST
+def rule_undo_delete(request, code):
+    """Ångra: bring a rule deleted in this session back at its old place."""
+    integration = get_integration(request, code)
+    snapshot = rule_undo.take(request.session, integration, request.POST.get("token", ""))
+    if snapshot is None:
+        raise Http404("No such deleted rule in this session.")
+    rule = rule_undo.restore(integration, snapshot)
+    if rule is None:
+        problem = _("The rule could not be brought back: its absence reason no longer exists.")
+        if not request.htmx:
+            messages.error(request, problem)
+        context = _editor_context(request, integration)
+        context["undo_problem"] = problem
+        return _respond(request, integration, context)
+    _record(request, integration, "rule_restored", rule)
     resync(integration)
-    return _respond(request, integration, _editor_context(integration), changed=True)
+    context = _editor_context(request, integration, undone=rule.pk)
+    return _respond(request, integration, context, changed=True)
 
 
 @login_required
@@ -143,8 +220,10 @@ def rule_move(request, code, pk):
         if 0 <= target < len(ordered) and target != index:
             ordered[index], ordered[target] = ordered[target], ordered[index]
             _renumber(integration, ordered)
+            moved = [{"field": "position", "before": index + 1, "after": target + 1}]
+            _record(request, integration, "rule_moved", rule, changes=moved)
             resync(integration)
-    return _respond(request, integration, _editor_context(integration), changed=True)
+    return _respond(request, integration, _editor_context(request, integration), changed=True)
 
 
 def _renumber(integration, ordered=None):
@@ -182,8 +261,9 @@ def rules_from_template(request, code):
                 ),
             ]
         )
+        _record(request, integration, "rules_from_template", None)
         resync(integration)
-    return _respond(request, integration, _editor_context(integration), changed=True)
+    return _respond(request, integration, _editor_context(request, integration), changed=True)
 
 
 @login_required
@@ -203,6 +283,11 @@ def rules_preview(request, code):
 def _preview_context(integration, data, *, with_edit=False):
     email = (data.get("preview_user") or data.get("user") or "").strip().lower()
     context = {"preview_user": email}
+    saved_rules = _rules(integration)
+    edited_rules = _edited_rules(integration, data, saved_rules, context) if with_edit else None
+    # The summary warns of rules that can never decide: the unsaved edit's list if valid.
+    warnings = never_reached(edited_rules if edited_rules is not None else saved_rules)
+    context["never_reached"] = [warnings[index] for index in sorted(warnings)]
     if not email:
         return context
     synced_user = integration.users.select_related("subscription").filter(email=email).first()
@@ -211,10 +296,16 @@ def _preview_context(integration, data, *, with_edit=False):
             "email": email
         }
         return context
-    saved_rules = _rules(integration)
+    context.update(preview_logic.compare(integration, synced_user, saved_rules, edited_rules))
+    return context
+
+
+def _edited_rules(integration, data, saved_rules, context):
+    """The saved rules with the unsaved edit in its place (or last, if new); None when there
+    is no edit or it is not valid (then `context` says so)."""
     edited_rules = None
     editing = data.get("editing")
-    if with_edit and editing:
+    if editing:
         instance = None
         if editing != "new":
             instance = next((r for r in saved_rules if str(r.pk) == editing), None)
@@ -227,5 +318,4 @@ def _preview_context(integration, data, *, with_edit=False):
                 edited_rules.append(edited)
         else:
             context["edit_invalid"] = True
-    context.update(preview_logic.compare(integration, synced_user, saved_rules, edited_rules))
-    return context
+    return edited_rules

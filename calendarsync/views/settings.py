@@ -6,9 +6,9 @@ from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from .. import lifecycle
+from .. import activity_changes, actors, lifecycle
 from ..forms import EwsConnectionForm, IntegrationSettingsForm
-from ..models import Integration
+from ..models import Activity, Integration
 from .common import get_integration, redirect_after_edit, render_tab, resync, tab_url
 
 
@@ -16,6 +16,8 @@ from .common import get_integration, redirect_after_edit, render_tab, resync, ta
 @require_http_methods(["GET", "POST"])
 def integration_settings(request, code):
     integration = get_integration(request, code)
+    # Before the form writes into the instance: the log shows each field's before → after.
+    before = activity_changes.snapshot(integration, IntegrationSettingsForm._meta.fields)
     form = IntegrationSettingsForm(request.POST or None, instance=integration)
     if request.method == "POST":
         if form.is_valid():
@@ -26,7 +28,10 @@ def integration_settings(request, code):
             integration.active = form.initial["active"]
             if fields:
                 integration.save(update_fields=[*fields, "updated_at"])
-            toggled = lifecycle.set_active(integration, form.cleaned_data["active"])
+                _record_edit(request, integration, "settings_changed", before, fields)
+            toggled = lifecycle.set_active(
+                integration, form.cleaned_data["active"], actor=actors.admin(request)
+            )
             count = resync(integration) if fields and integration.syncing else 0
             messages.success(request, _settings_saved_message(integration, toggled, count))
             url = tab_url(integration, "integration")
@@ -36,13 +41,15 @@ def integration_settings(request, code):
         "calendarsync/settings.html",
         integration,
         "settings",
-        {"form": form, "connection_form": _connection_form(integration)},
-        partial="settings-form",
+        {"form": form},
+        # Only a refused save answers with the form alone; a GET (also HTMX following the
+        # HX-Location of a save) gets the whole page with its message.
+        partial="settings-form" if request.method == "POST" else None,
     )
 
 
 def _settings_saved_message(integration, toggled: bool, resynced: int) -> str:
-    message = _("Settings saved.")
+    message = _("Saved.")
     if toggled and not integration.active:
         return (
             message
@@ -57,31 +64,48 @@ def _settings_saved_message(integration, toggled: bool, resynced: int) -> str:
     return message
 
 
+def _record_edit(request, integration, event, before: dict, fields) -> None:
+    after = activity_changes.snapshot(integration, fields)
+    changes = activity_changes.diff({name: before[name] for name in fields}, after)
+    if changes:
+        Activity.record(
+            integration,
+            event,
+            actor=actors.admin(request),
+            subject=Activity.Subject.SETTING,
+            changes=changes,
+        )
+
+
 def _connection_form(integration, data=None):
-    if integration.kind != Integration.Kind.EWS:
-        return None
     return EwsConnectionForm(data, instance=integration)
 
 
 @login_required
-@require_http_methods(["POST"])
+@require_http_methods(["GET", "POST"])
 def integration_connection(request, code):
-    """Exchange On Prem: change the EWS URL, service account or password."""
+    """Anslutning (Exchange On Prem): the EWS URL, service account and password, with the
+    PowerShell set-up and the firewall openings beside them."""
     integration = get_integration(request, code)
     if integration.kind != Integration.Kind.EWS:
         return redirect("calendarsync:integration", code=integration.code)
-    connection_form = _connection_form(integration, request.POST)
-    if connection_form.is_valid():
+    fields = EwsConnectionForm._meta.fields
+    before = activity_changes.snapshot(integration, fields)
+    connection_form = _connection_form(integration, request.POST or None)
+    if request.method == "POST" and connection_form.is_valid():
         integration = connection_form.save()
+        _record_edit(request, integration, "connection_changed", before, fields)
         resync(integration)
-        messages.success(request, _("The connection is saved."))
-        url = tab_url(integration, "integration")
+        messages.success(
+            request, _("Saved.") + " " + _("The users are synced again over the new connection.")
+        )
+        url = tab_url(integration, "integration_connection")
         return redirect_after_edit(request, url)
     return render_tab(
         request,
-        "calendarsync/settings.html",
+        "calendarsync/connection.html",
         integration,
-        "settings",
-        {"form": IntegrationSettingsForm(instance=integration), "connection_form": connection_form},
-        partial="connection-form",
+        "connection",
+        {"connection_form": connection_form},
+        partial="connection-form" if request.method == "POST" else None,
     )

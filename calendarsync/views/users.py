@@ -16,7 +16,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from onex.models import Subscription
 
-from .. import removal, tasks
+from .. import actors, progress, removal, tasks
+from ..actors import Actor
 from ..forms import (
     AddUserForm,
     ImportLine,
@@ -26,7 +27,7 @@ from ..forms import (
     taken_emails,
     validate_import_email,
 )
-from ..models import SyncedUser
+from ..models import Activity, SyncedUser
 from .common import get_integration, redirect_after_edit, render_tab, tab_url
 
 PAGE_SIZE = 50
@@ -36,13 +37,13 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK = 500  # emails per IN (...) lookup, well under SQLite's variable limit
 
 
-def remove(synced_user) -> str | None:
+def remove(synced_user, *, actor: Actor) -> str | None:
     """Remove a user with their bookings, One X entries and email (the removal path).
 
     Returns why it could not be done now, or None when the user is gone.
     """
     try:
-        removal.remove_synced_user(synced_user)
+        removal.remove_synced_user(synced_user, actor=actor)
     except removal.MailboxBusy:
         return _("The user is being synced right now. Try again in a minute.")
     except removal.RemovalIncomplete:
@@ -63,6 +64,8 @@ def _users_context(request, integration, form=None):
     page = Paginator(users, PAGE_SIZE).get_page(request.GET.get("page"))
     return {
         "page": page,
+        # The list asks again while a user on it waits for a sync, until all have one.
+        "list_poll_seconds": progress.poll_seconds(page.object_list),
         "q": query,
         "state": state,
         "states": SyncedUser.State.choices,
@@ -97,6 +100,13 @@ def user_add(request, code):
                     subscription=form.subscription,
                     email=form.cleaned_data["email"],
                 )
+                Activity.record(
+                    integration,
+                    "user_added",
+                    actor=actors.admin(request),
+                    synced_user=synced_user,
+                    subject_label=synced_user.email,
+                )
         except IntegrityError:  # a double submit raced this one: it is added already
             url = tab_url(integration, "users")
             return redirect_after_edit(request, url)
@@ -125,7 +135,7 @@ def user_remove(request, code, pk):
     )
     if request.method == "POST":
         email = synced_user.email
-        problem = remove(synced_user)
+        problem = remove(synced_user, actor=actors.admin(request))
         if problem:
             messages.error(request, problem)
         else:
@@ -152,7 +162,7 @@ def users_import(request, code):
     form = ImportUsersForm(request.POST or None, request.FILES or None)
     report = None
     if request.method == "POST" and form.is_valid():
-        report = import_users(integration, form.cleaned_data["file"])
+        report = import_users(integration, form.cleaned_data["file"], actor=actors.admin(request))
         added = sum(1 for line in report if line.ok)
         messages.success(
             request,
@@ -171,8 +181,9 @@ def users_import(request, code):
     )
 
 
-def import_users(integration, text) -> list[ImportLine]:
-    """Add every valid line's user; one report line per input line, in file order."""
+def import_users(integration, text, *, actor: Actor) -> list[ImportLine]:
+    """Add every valid line's user; one report line per input line, in file order. The log
+    gets one entry for the whole file (thousands of lines must not bury everything else)."""
     lines = read_import_lines(text)
     emails = {value.strip().lower() for _, value in lines}
     known, taken = {}, {}
@@ -204,6 +215,13 @@ def import_users(integration, text) -> list[ImportLine]:
         ids = [synced_user.pk for synced_user in new_users]  # bulk_create filled them in
         for start in range(0, len(ids), CHUNK):
             tasks.start_syncing(integration.users.filter(pk__in=ids[start : start + CHUNK]))
+        Activity.record(
+            integration,
+            "users_imported",
+            actor=actor,
+            params={"added": len(new_users), "failed": len(report) - len(new_users)},
+            subject=Activity.Subject.USER,
+        )
     return report
 
 
@@ -224,7 +242,9 @@ def users_export(request, code):
     def stream():
         # Rows go out in chunks: one write per 2,000 rows keeps 10,000 users well under 100 ms.
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        # Swedish Excel splits columns at semicolons (the list separator where the decimal
+        # separator is a comma); the import reads either separator back.
+        writer = csv.writer(buffer, delimiter=";")
         buffer.write("\ufeff")  # Excel reads UTF-8 only with a byte-order mark
         writer.writerow(header)
         for count, (email, name, state, last_synced, last_error) in enumerate(rows, start=1):

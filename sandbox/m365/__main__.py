@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import demo, signin
-from .server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, M365Server
+from .server import DEFAULT_APP_NAME, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, M365Server
 
 VAR_DIR = Path(os.environ.get("MSS_VAR_DIR", Path(__file__).resolve().parents[2] / "var"))
 
@@ -31,6 +31,11 @@ def main(argv=None):
         default=os.environ.get("MS_ADDIN_ID", demo.DEFAULT_ADDIN_ID),
         help="the Outlook add-in id whose choice one demo booking carries (the product's)",
     )
+    parser.add_argument(
+        "--app-name",
+        default=os.environ.get("MS_APP_DISPLAY_NAME", DEFAULT_APP_NAME),
+        help="the app's name on the consent page (the product's MS_APP_DISPLAY_NAME)",
+    )
     parser.add_argument("--no-demo", action="store_true", help="start without Demo AB's tenant")
     parser.add_argument(
         "--redirect-uri",
@@ -53,6 +58,7 @@ def main(argv=None):
         with_demo=not args.no_demo,
         addin_id=args.addin_id,
         redirect_uris=redirect_uris,
+        app_name=args.app_name,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"M365 sandbox on {server.base_url} (CA: {args.ca_file})", flush=True)

@@ -36,6 +36,8 @@ from . import calendar, demo, signin
 
 DEFAULT_CLIENT_ID = "00000000-0000-0000-0000-0000000000aa"
 DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
+# The app registration's display name, as Microsoft shows it (the product's MS_APP_DISPLAY_NAME).
+DEFAULT_APP_NAME = "MSS Kalenderkoppling"
 EXTENDED_PROPERTY_SET = "{00020329-0000-0000-C000-000000000046}"
 SUBSCRIPTION_MAX_MINUTES = 4230
 MAILBOX_CONCURRENCY = 4
@@ -100,8 +102,10 @@ class Sandbox:
         with_demo=True,
         addin_id=demo.DEFAULT_ADDIN_ID,
         redirect_uris=(),
+        app_name=DEFAULT_APP_NAME,
     ):
         self.client_id = client_id
+        self.app_name = app_name
         self.addin_id = addin_id
         self.client_secret = client_secret
         self.state_file = Path(state_file) if state_file else None
@@ -1092,8 +1096,8 @@ class Handler(signin.SignInPages, BaseHTTPRequestHandler):
         body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Permissions requested</title></head><body style="font-family:sans-serif;max-width:40em">
 <h1>Permissions requested — Accept for your organization</h1>
-<p><b>MSS Kalenderkoppling</b> (sandbox) wants to: <b>Read calendars in all mailboxes</b>
-(Calendars.Read, application permission).</p>
+<p><b id="app-name">{html.escape(sandbox.app_name)}</b> (sandbox) wants to:
+<b>Read calendars in all mailboxes</b> (Calendars.Read, application permission).</p>
 <p>You are signed in as a Global Administrator of the organization below.</p>
 <form method="post" action="/consent">{hidden}{options}
 <p><button name="answer" value="accept" id="accept">Accept</button>
@@ -1135,9 +1139,9 @@ class Handler(signin.SignInPages, BaseHTTPRequestHandler):
     def _need_admin_approval(self):
         return self._page(
             "Need admin approval",
-            "MSS Kalenderkoppling needs permission to access resources in your organization "
-            "that only an admin can grant. AADSTS90094. Please ask an admin to grant permission "
-            "to this app before you can use it.",
+            f"{html.escape(self.sandbox.app_name)} needs permission to access resources in "
+            "your organization that only an admin can grant. AADSTS90094. Please ask an admin "
+            "to grant permission to this app before you can use it.",
         )
 
     def _page(self, title, text):
@@ -1318,6 +1322,7 @@ class M365Server:
         addin_id=demo.DEFAULT_ADDIN_ID,
         ca=None,
         redirect_uris=(),
+        app_name=DEFAULT_APP_NAME,
     ):
         self.sandbox = Sandbox(
             client_id=client_id,
@@ -1326,6 +1331,7 @@ class M365Server:
             with_demo=with_demo,
             addin_id=addin_id,
             redirect_uris=redirect_uris,
+            app_name=app_name,
         )
         handler = type("BoundHandler", (Handler,), {"sandbox": self.sandbox})
         self.httpd = ThreadingHTTPServer((host, port), handler)

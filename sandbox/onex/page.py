@@ -28,9 +28,12 @@ def _local(moment):
 
 def _return_text(return_at, now):
     local, today = _local(return_at), _local(now).date()
+    day = f"{WEEKDAYS[local.weekday()]} {local.day}/{local.month}"
+    if local.hour == local.minute == 0:  # an all-day absence: back that day, not at "00:00"
+        return f"åter {day}"
     if local.date() == today:
         return f"åter {local:%H:%M}"
-    return f"åter {WEEKDAYS[local.weekday()]} {local.day}/{local.month} {local:%H:%M}"
+    return f"åter {day} {local:%H:%M}"
 
 
 def _when(entry):

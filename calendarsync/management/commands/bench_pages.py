@@ -128,7 +128,14 @@ def build_bench_data(company, *, users=10_000, bookings_per_user=3):
         batch_size=BATCH,
     )
     Activity.objects.bulk_create(
-        Activity(company=company, integration=integration, event="sync", message=f"Run {i}")
+        Activity(
+            company=company,
+            integration=integration,
+            event="synced",
+            kind="sync",
+            message_id="synced",
+            params={"written": i, "deleted": 0},
+        )
         for i in range(500)
     )
     return integration, synced
@@ -217,6 +224,8 @@ def pages(integration, synced):
         ("Instrumentpanel", "get", url("dashboard", code), None, {}),
         ("Instrumentpanel + timeline", "get", url("dashboard", code), {"user": someone.email}, {}),
         ("Timeline (HTMX)", "get", url("dashboard_timeline", code), {"user": someone.email}, hx),
+        ("Dashboard status, polled (HTMX)", "get", url("dashboard_status", code), None, hx),
+        ("Sync progress banner, polled (HTMX)", "get", url("sync_progress", code), None, hx),
         (
             "User picker suggestions (HTMX)",
             "get",

@@ -10,7 +10,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from calendarsync import lifecycle, tasks
+from calendarsync import actors, lifecycle, tasks
 from calendarsync.models import Integration, SyncedUser
 from calendarsync.providers.base import ProviderError
 from calendarsync.providers.graph.client import confirm_tenant
@@ -62,8 +62,9 @@ class Command(BaseCommand):
         if integration.tenant_id != tenant or integration.status != Integration.Status.CONNECTED:
             lifecycle.connected(
                 integration,
-                "Connected to the Microsoft 365 sandbox tenant.",
+                actor=actors.SYSTEM,
                 event="consent_granted",
+                message_id="sandbox_connected",
                 tenant_id=tenant,
             )
         return integration

@@ -19,6 +19,7 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from calendarsync import actors
 from calendarsync.models import Integration
 from calendarsync.views.users import import_users
 
@@ -49,7 +50,7 @@ class Command(BaseCommand):
         integration = find_integration(options["integration"])
         text = self._read(options["csv_file"])
         with transaction.atomic():
-            report = import_users(integration, text)
+            report = import_users(integration, text, actor=actors.command("import_users_csv"))
             if options["dry_run"]:
                 transaction.set_rollback(True)  # also drops the queued syncs (on_commit)
         for line in report:

@@ -21,8 +21,13 @@ ROLE_HELP = gettext_lazy(
     "Administrator are not enough for this permission."
 )
 
+# The admin chose Cancel on Microsoft's page: said in one line, no role lecture, no code.
+CANCELLED = gettext_lazy("You cancelled the consent in Microsoft 365.")
+CANCELLED_CODE = 65004  # AADSTS65004: "User declined to consent to access the app."
+
 # error / AADSTS code → what the admin should do.
 ERROR_MESSAGES = {
+    # access_denied with a code about something else (a plain cancel is CANCELLED).
     "access_denied": gettext_lazy(
         "The consent was declined in Microsoft 365. Start again and choose Accept."
     ),
@@ -43,7 +48,7 @@ ERROR_MESSAGES = {
     ),
 }
 AADSTS_MESSAGES = {
-    65004: ERROR_MESSAGES["access_denied"],
+    CANCELLED_CODE: CANCELLED,
     90094: gettext_lazy(
         "Your account is not allowed to grant this consent (it needs admin approval)."
     ),
@@ -67,13 +72,25 @@ AADSTS_MESSAGES = {
 ROLE_CODES = {90094, 90008, 65001, 50105}
 
 
+def _codes(description: str) -> list[int]:
+    return [int(code) for code in re.findall(r"AADSTS(\d+)", description or "")]
+
+
+def consent_cancelled(error: str, description: str) -> bool:
+    """The admin cancelled on purpose: access_denied without a code about something else."""
+    codes = _codes(description)
+    return CANCELLED_CODE in codes or (error == "access_denied" and not codes)
+
+
 def consent_error_message(error: str, description: str) -> str:
     """A clear message for an error answer, with the role hint where it may be about roles."""
-    codes = [int(code) for code in re.findall(r"AADSTS(\d+)", description or "")]
+    if consent_cancelled(error, description):
+        return str(CANCELLED)
+    codes = _codes(description)
     message = next((AADSTS_MESSAGES[c] for c in codes if c in AADSTS_MESSAGES), None)
     message = message or ERROR_MESSAGES.get(error) or _("Microsoft 365 did not give consent.")
     parts = [str(message)]
-    if error == "consent_required" or set(codes) & ROLE_CODES or error == "access_denied":
+    if error in ("consent_required", "access_denied") or set(codes) & ROLE_CODES:
         parts.append(str(ROLE_HELP))
     if codes:
         parts.append(_("(Microsoft error code AADSTS%(code)s)") % {"code": codes[0]})

@@ -21,7 +21,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from calendarsync import lifecycle
+from calendarsync import actors, lifecycle
 from calendarsync.access import admin_company, get_company_object_or_404
 from calendarsync.models import Activity, Integration
 
@@ -33,6 +33,7 @@ from .consent import (
     ROLE_HELP,
     SESSION_KEY,
     TENANT_ID,
+    consent_cancelled,
     consent_error_message,
     consent_url,
     signin_redirect_uri,
@@ -105,16 +106,19 @@ def graph_signin_callback(request):
         return redirect("calendarsync:overview")
     error = request.GET.get("error")
     if error:
-        message = consent_error_message(error, request.GET.get("error_description", ""))
-        return _failed(request, integration, message, error)
+        description = request.GET.get("error_description", "")
+        message = consent_error_message(error, description)
+        cancelled = consent_cancelled(error, description)
+        return _failed(request, integration, message, error, cancelled=cancelled)
     try:
         admin = signin.finish(step["flow"], request.GET.dict())
     except signin.SigninFailed as exc:
+        cancelled = bool(exc.description) and consent_cancelled(exc.code, exc.description)
         if exc.description:
             message = consent_error_message(exc.code, exc.description)
         else:
             message = _("The sign-in to Microsoft 365 could not be verified. Try again.")
-        return _failed(request, integration, message, exc.code or "signin")
+        return _failed(request, integration, message, exc.code or "signin", cancelled=cancelled)
     step = {"step": "consent", "integration": str(integration.code), "tenant": admin.tenant_id}
     state = _remember(request, step)
     url = consent_url(state, admin.tenant_id)
@@ -142,10 +146,10 @@ def graph_consent_callback(request):
 
     error = request.GET.get("error")
     if error or request.GET.get("admin_consent", "").lower() != "true":
-        message = consent_error_message(
-            error or "consent_required", request.GET.get("error_description", "")
-        )
-        return _failed(request, integration, message, error or "no_consent")
+        description = request.GET.get("error_description", "")
+        message = consent_error_message(error or "consent_required", description)
+        cancelled = consent_cancelled(error or "", description)
+        return _failed(request, integration, message, error or "no_consent", cancelled=cancelled)
 
     tenant_id = request.GET.get("tenant", "").strip().lower()
     if not TENANT_ID.fullmatch(tenant_id):
@@ -214,18 +218,26 @@ def graph_consent_callback(request):
         )
 
     lifecycle.connected(
-        integration,
-        _("An administrator gave consent in Microsoft 365; syncing is on."),
-        event="consent_granted",
-        tenant_id=tenant_id,
+        integration, actor=actors.admin(request), event="consent_granted", tenant_id=tenant_id
     )
     messages.success(request, _("Exchange Online is connected."))
     return _back_to(integration)
 
 
-def _failed(request, integration, message: str, code: str):
+def _failed(request, integration, message: str, code: str, *, cancelled=False):
+    """Back to the integration with the message. A cancel is the admin's own choice, not an
+    error: one line, and the pending notice (with "Try again") does not repeat it."""
     logger.info("Graph consent for integration %s failed: %s", integration.pk, code)
-    Integration.objects.filter(pk=integration.pk).update(last_error=message[:500])
-    Activity.record(integration, "consent_failed", message, level=Activity.Level.WARNING)
-    messages.error(request, message)
+    last_error = "" if cancelled else message[:500]
+    Integration.objects.filter(pk=integration.pk).update(last_error=last_error)
+    # The admin's own attempt; `message` is the text they were shown (it quotes Microsoft).
+    Activity.record(
+        integration,
+        "consent_failed",
+        actor=actors.admin(request),
+        params={"code": code, "detail": message},
+        subject=Activity.Subject.INTEGRATION,
+        level=Activity.Level.WARNING,
+    )
+    (messages.warning if cancelled else messages.error)(request, message)
     return _back_to(integration)

@@ -1,0 +1,179 @@
+"""The activity log's messages: a stable id → an English msgid with %(name)s placeholders.
+
+An Activity stores only the id and its parameters; the text is translated when it is shown,
+in the viewer's language (`render`). Ids are never renamed: old rows keep pointing at them.
+Rows from before the ids existed have the id "legacy" and their old text as parameter.
+"""
+
+from dataclasses import dataclass
+
+from django.db import models
+from django.utils.translation import gettext, ngettext, ngettext_lazy
+from django.utils.translation import gettext_lazy as _
+
+LEGACY = "legacy"
+
+
+class Kind(models.TextChoices):
+    """What an entry is about, for the log's filter."""
+
+    CONNECTION = "connection", _("Connection")
+    SETTINGS = "settings", _("Settings")
+    RULES = "rules", _("Sync rules")
+    USERS = "users", _("Users")
+    SYNC = "sync", _("Sync")
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: Kind
+    # A lazy msgid formatted with the params, or a function of the params for texts built
+    # from parts.
+    text: object
+
+    def render(self, params: dict) -> str:
+        if callable(self.text):
+            return self.text(params)
+        # Lazy texts format themselves (ngettext_lazy picks its plural from the params).
+        return str(self.text % params)
+
+
+def _sync_summary(params: dict) -> str:
+    parts = []
+    if written := params.get("written"):
+        parts.append(
+            ngettext("%(n)d absence written", "%(n)d absences written", written) % {"n": written}
+        )
+    if deleted := params.get("deleted"):
+        parts.append(
+            ngettext("%(n)d absence removed", "%(n)d absences removed", deleted) % {"n": deleted}
+        )
+    return "; ".join(parts)
+
+
+def _synced(params: dict) -> str:
+    return _sync_summary(params) or gettext("Up to date with the calendar.")
+
+
+def _sync_failed(params: dict) -> str:
+    return "; ".join(part for part in (params.get("error", ""), _sync_summary(params)) if part)
+
+
+def _as_recorded(params: dict) -> str:
+    # Stored as it was (a legacy row, or an error text a provider produced).
+    return str(params.get("text") or params.get("error") or "")
+
+
+MESSAGES: dict[str, Message] = {
+    LEGACY: Message(Kind.SYNC, _as_recorded),
+    # ----- connection and the integration's life
+    "integration_added": Message(Kind.CONNECTION, _("The integration %(name)s was added.")),
+    "connected": Message(Kind.CONNECTION, _("The connection was verified; syncing is on.")),
+    "consent_granted": Message(
+        Kind.CONNECTION, _("An administrator gave consent in Microsoft 365; syncing is on.")
+    ),
+    "sandbox_connected": Message(
+        Kind.CONNECTION, _("Connected to the Microsoft 365 sandbox tenant.")
+    ),
+    "consent_failed": Message(
+        Kind.CONNECTION, _("Consent in Microsoft 365 did not succeed (%(code)s): %(detail)s")
+    ),
+    "consent_revoked": Message(
+        Kind.CONNECTION,
+        _(
+            "The organisation no longer accepts the app (%(code)s). Syncing is paused until an "
+            "administrator gives consent again."
+        ),
+    ),
+    "credentials_rejected": Message(
+        Kind.CONNECTION,
+        _(
+            "The server rejected the app's credentials (%(code)s). Syncing is paused; contact "
+            "Telenor support, or for Exchange On Prem enter the service account's password again."
+        ),
+    ),
+    "permissions_removed": Message(
+        Kind.CONNECTION,
+        _(
+            "The app may no longer read calendars (%(code)s). Syncing is paused until an "
+            "administrator gives consent again (or restores the service account's rights)."
+        ),
+    ),
+    "connection_changed": Message(Kind.CONNECTION, _("Changed the Exchange On Prem connection.")),
+    "removing": Message(Kind.CONNECTION, _("The integration is being removed.")),
+    "integration_removed": Message(
+        Kind.CONNECTION,
+        _("The integration %(name)s was removed: %(users)d users, %(entries)d One X entries."),
+    ),
+    # ----- Inställningar
+    "settings_changed": Message(Kind.SETTINGS, _("Changed the settings.")),
+    "paused": Message(
+        Kind.SETTINGS,
+        _(
+            "The integration was switched off: its One X entries and change notifications "
+            "are being removed."
+        ),
+    ),
+    "resumed": Message(
+        Kind.SETTINGS, _("The integration was switched on: every user is being synced again.")
+    ),
+    # ----- Synkregler
+    "rule_added": Message(Kind.RULES, _("Added a sync rule.")),
+    "rule_changed": Message(Kind.RULES, _("Changed a sync rule.")),
+    "rule_removed": Message(Kind.RULES, _("Removed a sync rule.")),
+    "rule_moved": Message(Kind.RULES, _("Moved a sync rule.")),
+    "rule_restored": Message(Kind.RULES, _("Brought back a deleted sync rule.")),
+    "rules_from_template": Message(
+        Kind.RULES, _("Started from the default template: its rules can now be edited.")
+    ),
+    # ----- Användare
+    "user_added": Message(Kind.USERS, _("Added a user.")),
+    "users_imported": Message(
+        Kind.USERS,
+        _("Imported users from a file: %(added)d added, %(failed)d not added."),
+    ),
+    "user_removed": Message(
+        Kind.USERS,
+        ngettext_lazy(
+            "A user was removed; %(n)d One X entry deleted.",
+            "A user was removed; %(n)d One X entries deleted.",
+            "n",
+        ),
+    ),
+    "subscription_removed": Message(
+        Kind.USERS,
+        _(
+            "This user's One X subscription no longer exists in One X, so nothing is synced for "
+            "them. Remove the user, or ask Telenor to restore the subscription."
+        ),
+    ),
+    "subscription_restored": Message(
+        Kind.USERS, _("The user's One X subscription is back; syncing resumes.")
+    ),
+    # ----- syncing
+    "synced": Message(Kind.SYNC, _synced),
+    "sync_failed": Message(Kind.SYNC, _sync_failed),
+    "integration_error": Message(Kind.SYNC, _as_recorded),
+    "recovered": Message(Kind.SYNC, _("Syncing works again.")),
+}
+
+
+def kind_of(message_id: str) -> Kind:
+    return MESSAGES[message_id].kind
+
+
+def ids_of_kind(kind: str) -> list[str]:
+    return [message_id for message_id, message in MESSAGES.items() if message.kind == kind]
+
+
+def render(message_id: str, params: dict | None) -> str:
+    """The message in the active language. An unknown id or params that no longer fit the
+    text never break the page: the stored text, or the id, is shown instead."""
+    params = params or {}
+    message = MESSAGES.get(message_id)
+    if message is None:
+        return _as_recorded(params) or message_id
+    try:
+        return message.render(params)
+    except (KeyError, TypeError, ValueError):
+        return _as_recorded(params) or message_id
