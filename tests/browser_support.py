@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from calendarsync.models import Integration, SyncedUser
 from onex.directory import import_company
 from sandbox.telenorid.demo import DEMO_PASSWORD
 
@@ -135,3 +136,21 @@ def axe_violations(page, impacts=("serious", "critical")):
         }"""
     )
     return [violation for violation in results if violation["impact"] in impacts]
+
+
+def connected_integration(m365, company, tenant_name):
+    """An Exchange Online integration on a tenant of its own whose only synced user is Anna
+    (where tests/test_browser.py's journey ends up, without walking it). Returns
+    (integration, tenant id, Anna's SyncedUser)."""
+    tenant = m365.add_tenant(tenant_name, users=[ANNA])
+    integration = Integration.objects.create(
+        company=company,
+        kind=Integration.Kind.GRAPH,
+        name="Exchange Online",
+        status=Integration.Status.CONNECTED,
+        tenant_id=tenant,
+    )
+    anna = SyncedUser.objects.create(
+        integration=integration, subscription=company.subscriptions.get(email=ANNA), email=ANNA
+    )
+    return integration, tenant, anna

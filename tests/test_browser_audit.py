@@ -9,8 +9,8 @@ from django.db import connections
 from playwright.sync_api import expect
 
 from calendarsync import actors
-from calendarsync.models import Activity, Integration, SyncedUser
-from tests.browser_support import ANNA, telenor_id_sign_in
+from calendarsync.models import Activity
+from tests.browser_support import ANNA, connected_integration, telenor_id_sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -21,17 +21,7 @@ DESKTOP = {"width": 1280, "height": 900}
 @pytest.fixture
 def audit_setup(world, m365, company):
     """A connected integration whose only user is Anna (as tests/test_browser.py ends up)."""
-    tenant = m365.add_tenant("Logg AB", users=[ANNA])
-    integration = Integration.objects.create(
-        company=company,
-        kind=Integration.Kind.GRAPH,
-        name="Exchange Online",
-        status=Integration.Status.CONNECTED,
-        tenant_id=tenant,
-    )
-    anna = SyncedUser.objects.create(
-        integration=integration, subscription=company.subscriptions.get(email=ANNA), email=ANNA
-    )
+    integration, _tenant, anna = connected_integration(m365, company, "Logg AB")
     return world, integration, anna
 
 

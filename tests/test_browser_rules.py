@@ -16,9 +16,9 @@ from django.db import connections
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from calendarsync.models import Integration, SyncedUser, SyncRule
+from calendarsync.models import Integration, SyncRule
 from onex.models import AbsenceReason
-from tests.browser_support import ANNA, telenor_id_sign_in
+from tests.browser_support import ANNA, connected_integration, telenor_id_sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -51,17 +51,7 @@ def tomorrow_at(hour):
 @pytest.fixture
 def rules_setup(world, m365, company):
     """A connected integration whose only user is Anna, with an empty calendar of her own."""
-    tenant = m365.add_tenant("Regler AB", users=[ANNA])
-    integration = Integration.objects.create(
-        company=company,
-        kind=Integration.Kind.GRAPH,
-        name="Exchange Online",
-        status=Integration.Status.CONNECTED,
-        tenant_id=tenant,
-    )
-    SyncedUser.objects.create(
-        integration=integration, subscription=company.subscriptions.get(email=ANNA), email=ANNA
-    )
+    integration, tenant, _anna = connected_integration(m365, company, "Regler AB")
     reasons = {r.code: r for r in AbsenceReason.objects.filter(company=company)}
     return world, tenant, integration, reasons
 

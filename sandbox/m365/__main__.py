@@ -2,8 +2,6 @@
 
 import argparse
 import os
-import signal
-import sys
 from pathlib import Path
 
 from . import demo, signin
@@ -60,14 +58,7 @@ def main(argv=None):
         redirect_uris=redirect_uris,
         app_name=args.app_name,
     )
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"M365 sandbox on {server.base_url} (CA: {args.ca_file})", flush=True)
-    try:
-        server.httpd.serve_forever()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        server.httpd.server_close()
+    server.run_in_foreground("M365 sandbox")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ import json
 import queue
 import re
 import secrets
-import socket
-import ssl
 import threading
 import time
 import urllib.error
@@ -26,12 +24,10 @@ import urllib.request
 from collections import defaultdict
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-import trustme
-
+from ..tls import TLSHandler, TLSServer
 from . import calendar, demo, signin
 
 DEFAULT_CLIENT_ID = "00000000-0000-0000-0000-0000000000aa"
@@ -911,29 +907,9 @@ class Sandbox:
         return 200, {}, {"responses": responses}
 
 
-class Handler(signin.SignInPages, BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(signin.SignInPages, TLSHandler):
     server_version = "M365Sandbox/1.0"
     sandbox: Sandbox  # set on the subclass the server makes
-
-    timeout = 60  # idle keep-alive connections close
-
-    def setup(self):
-        # The TLS handshake runs in the connection's own thread, not in the accept loop.
-        self.request.settimeout(self.timeout)
-        # Headers and body go out in two writes: without NODELAY each response waits ~40 ms.
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.request.do_handshake()
-        super().setup()
-
-    def handle(self):
-        try:
-            super().handle()
-        except (ssl.SSLError, ConnectionError, TimeoutError):
-            self.close_connection = True
-
-    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
-        pass
 
     # ----- plumbing
 
@@ -1306,7 +1282,7 @@ class Handler(signin.SignInPages, BaseHTTPRequestHandler):
         self._send(404, {"error": "unknown sandbox endpoint"})
 
 
-class M365Server:
+class M365Server(TLSServer):
     """The HTTPS server around a Sandbox; `start()` runs it in a background thread."""
 
     def __init__(
@@ -1334,34 +1310,7 @@ class M365Server:
             app_name=app_name,
         )
         handler = type("BoundHandler", (Handler,), {"sandbox": self.sandbox})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
-        # Tests may share one CA (making keys is the slow part of starting).
-        self.ca = ca or trustme.CA(organization_name="MSS M365 sandbox test CA")
-        cert = self.ca.issue_cert("127.0.0.1", "localhost", "::1")
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(context)
-        self.httpd.socket = context.wrap_socket(
-            self.httpd.socket, server_side=True, do_handshake_on_connect=False
+        super().__init__(
+            handler, host, port, ca=ca, ca_file=ca_file, ca_name="MSS M365 sandbox test CA"
         )
-        self.port = self.httpd.server_address[1]
-        self.base_url = f"https://{host}:{self.port}"
         self.sandbox.base_url = self.base_url
-        self.ca_file = Path(ca_file) if ca_file else None
-        if self.ca_file:
-            self.ca_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.ca_file.with_suffix(".tmp")
-            self.ca.cert_pem.write_to_path(str(tmp))
-            tmp.replace(self.ca_file)
-        self.thread: threading.Thread | None = None
-
-    def start(self):
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -2,8 +2,6 @@
 
 import argparse
 import os
-import signal
-import sys
 from pathlib import Path
 
 from .server import (
@@ -58,14 +56,7 @@ def main(argv=None):
         post_logout_redirect_uris=args.post_logout_redirect_uris or (DEFAULT_POST_LOGOUT_URI,),
         with_demo=not args.no_demo,
     )
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"Telenor ID sandbox on {server.base_url} (CA: {args.ca_file})", flush=True)
-    try:
-        server.httpd.serve_forever()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        server.httpd.server_close()
+    server.run_in_foreground("Telenor ID sandbox")
 
 
 if __name__ == "__main__":

@@ -9,17 +9,11 @@ request log. The rules are in provider.py and oauth.py; this module is only HTTP
 
 import json
 import re
-import socket
-import ssl
-import threading
 import time
 from http.cookies import CookieError, SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import trustme
-
+from ..tls import TLSHandler, TLSServer
 from . import demo, pages
 from .oauth import OAuthError, PageError, redact
 from .provider import (
@@ -74,29 +68,9 @@ def _flat(params: dict[str, list[str]]) -> dict:
     return {k: v[-1] if len(v) == 1 else v for k, v in params.items()}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(TLSHandler):
     server_version = "TelenorIdSandbox/1.0"
     provider: Provider  # set on the subclass the server makes
-
-    timeout = 60  # idle keep-alive connections close
-
-    def setup(self):
-        # The TLS handshake runs in the connection's own thread, not in the accept loop.
-        self.request.settimeout(self.timeout)
-        # Headers and body go out in two writes: without NODELAY each response waits ~40 ms.
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.request.do_handshake()
-        super().setup()
-
-    def handle(self):
-        try:
-            super().handle()
-        except (ssl.SSLError, ConnectionError, TimeoutError):
-            self.close_connection = True
-
-    def log_message(self, format, *args):  # noqa: A002 - the request log replaces it
-        pass
 
     def do_GET(self):
         self._dispatch()
@@ -336,7 +310,7 @@ class Handler(BaseHTTPRequestHandler):
         return self._send(404, {"error": "not_found"})
 
 
-class TelenorIdServer:
+class TelenorIdServer(TLSServer):
     """The HTTPS server around a Provider; `start()` runs it in a background thread."""
 
     def __init__(
@@ -360,34 +334,7 @@ class TelenorIdServer:
             with_demo=with_demo,
         )
         handler = type("BoundHandler", (Handler,), {"provider": self.sandbox})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
-        # Tests may share one CA (making keys is the slow part of starting).
-        self.ca = ca or trustme.CA(organization_name="MSS Telenor ID sandbox test CA")
-        cert = self.ca.issue_cert("127.0.0.1", "localhost", "::1")
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(context)
-        self.httpd.socket = context.wrap_socket(
-            self.httpd.socket, server_side=True, do_handshake_on_connect=False
+        super().__init__(
+            handler, host, port, ca=ca, ca_file=ca_file, ca_name="MSS Telenor ID sandbox test CA"
         )
-        self.port = self.httpd.server_address[1]
-        self.base_url = f"https://{host}:{self.port}"
         self.sandbox.issuer = self.base_url
-        self.ca_file = Path(ca_file) if ca_file else None
-        if self.ca_file:
-            self.ca_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.ca_file.with_suffix(".tmp")
-            self.ca.cert_pem.write_to_path(str(tmp))
-            tmp.replace(self.ca_file)
-        self.thread: threading.Thread | None = None
-
-    def start(self):
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
