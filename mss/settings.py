@@ -236,6 +236,14 @@ MS_ADDIN_ID = env.str("MS_ADDIN_ID", default="5f3c6d2a-8b1e-4c7a-9d0f-3e2b1a4c5d
 # Public https base URL of this service, for Graph webhooks and consent redirects.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 
+# Exchange On Prem: where customers' Exchange servers send push notifications, and the
+# addresses we connect to their EWS from (both go into the firewall table the admin is shown).
+EWS_NOTIFICATION_URL = env.str(
+    "EWS_NOTIFICATION_URL",
+    default=PUBLIC_BASE_URL.rstrip("/") + "/MSS/services/EWSNotificationService",
+)
+MSS_OUTGOING_ADDRESSES = env.list("MSS_OUTGOING_ADDRESSES", default=["82.182.1.73", "82.182.1.75"])
+
 # Telenor ID (OpenID Connect through mozilla-django-oidc). TELENOR_ID_URL is the issuer; the
 # endpoints default to the sandbox's paths under it and can each be set on their own.
 TELENOR_ID_URL = env.str("TELENOR_ID_URL", default="https://127.0.0.1:8013").rstrip("/")

@@ -244,3 +244,16 @@ def test_an_htmx_connection_save_keeps_the_tab_whole_with_its_message_once(
     assert "Saved. The users are synced again over the new connection." in body
     users = reverse("calendarsync:users", args=[on_prem.code])
     assert "Saved." not in en_client.get(users).content.decode()
+
+
+def test_the_firewall_table_shows_this_deployments_addresses(en_client, on_prem, settings):
+    settings.MSS_OUTGOING_ADDRESSES = ["198.51.100.7", "198.51.100.8"]
+    settings.EWS_NOTIFICATION_URL = "https://mss.example.se/MSS/services/EWSNotificationService"
+    for url in (
+        reverse("calendarsync:integration_connection", args=[on_prem.code]),
+        reverse("calendarsync:integration_add_ews"),
+    ):
+        body = en_client.get(url).content.decode()
+        assert "198.51.100.7" in body and "198.51.100.8" in body, url
+        assert "https://mss.example.se/MSS/services/EWSNotificationService" in body, url
+        assert "82.182.1.73" not in body, url

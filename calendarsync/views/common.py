@@ -35,6 +35,14 @@ def get_integration(request, code) -> Integration:
     return get_company_object_or_404(request, Integration, code=code)
 
 
+def ews_firewall() -> dict:
+    """The firewall table's addresses, from settings (they differ per deployment)."""
+    return {
+        "ews_notification_url": settings.EWS_NOTIFICATION_URL,
+        "outgoing_addresses": settings.MSS_OUTGOING_ADDRESSES,
+    }
+
+
 def render_tab(request, template, integration, tab, context=None, *, partial=None):
     """A tab page, or — for an HTMX request that asks for a fragment — just that partial."""
     context = {
@@ -44,6 +52,7 @@ def render_tab(request, template, integration, tab, context=None, *, partial=Non
         "attention_hint": ATTENTION_HINTS.get(integration.attention, ""),
         "offer_consent": _offer_consent(integration),
         "app_display_name": settings.MS_APP_DISPLAY_NAME,
+        **(ews_firewall() if integration.kind == integration.Kind.EWS else {}),
         **(context or {}),
     }
     if partial and request.htmx and not request.htmx.boosted:

@@ -12,7 +12,13 @@ from .. import actors, lifecycle
 from ..access import admin_company, administers_a_company
 from ..forms import EwsIntegrationForm, unique_name
 from ..models import Activity, Booking, Integration, MailboxSubscription
-from .common import consent_url, get_integration, redirect_after_edit, render_tab
+from .common import (
+    consent_url,
+    ews_firewall,
+    get_integration,
+    redirect_after_edit,
+    render_tab,
+)
 
 
 @login_required
@@ -84,7 +90,9 @@ def integration_add_ews(request):
         )
         # On to Anslutning: the PowerShell set-up and firewall openings are still to be done.
         return redirect("calendarsync:integration_connection", code=integration.code)
-    return render(request, "calendarsync/add_ews.html", {"company": company, "form": form})
+    return render(
+        request, "calendarsync/add_ews.html", {"company": company, "form": form, **ews_firewall()}
+    )
 
 
 def _unconsented_graph(company) -> Integration:
