@@ -3,20 +3,18 @@
 Pure functions. Private and confidential events are dropped here and go no further.
 """
 
-import json
 import logging
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from calendarsync.items import AddinChoice, CalendarItem, ItemKind, Response, Sensitivity, ShowAs
-from calendarsync.rules import choice_from_dict
+
+from ..addin import ADDIN_PROPERTY_SET, parse_addin_choice, property_name
 
 logger = logging.getLogger(__name__)
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 UTC = ZoneInfo("UTC")
-# The PublicStrings property set where Office stores an add-in's custom properties.
-ADDIN_PROPERTY_SET = "{00020329-0000-0000-C000-000000000046}"
 
 GRAPH_SHOW_AS = {
     "free": ShowAs.FREE,
@@ -60,7 +58,7 @@ WINDOWS_ZONES = {
 
 def addin_property_id(addin_id: str) -> str:
     """The extended property that holds the add-in's custom properties (for `$expand`)."""
-    return f"String {ADDIN_PROPERTY_SET} Name cecp-{addin_id}"
+    return f"String {ADDIN_PROPERTY_SET} Name {property_name(addin_id)}"
 
 
 def calendar_view_select(*, include_subject: bool) -> str:
@@ -155,24 +153,6 @@ def addin_choice_from_properties(properties) -> AddinChoice | None:
         if " name cecp-" in str(prop.get("id", "")).lower():
             return parse_addin_choice(prop.get("value"))
     return None
-
-
-def parse_addin_choice(raw) -> AddinChoice | None:
-    """Parse the add-in's custom-properties JSON leniently (format: `rules.choice_from_dict`)."""
-    if raw in (None, ""):
-        return None
-    try:
-        data = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
-        logger.warning("Ignoring an add-in property that is not JSON")
-        return None
-    if not isinstance(data, dict):
-        logger.warning("Ignoring an add-in property that is not a JSON object")
-        return None
-    choice = choice_from_dict(data)
-    if choice is None and data.get("forwarding"):
-        logger.warning("Ignoring an add-in property with an unknown forwarding value")
-    return choice
 
 
 def window_with_margin(start: datetime, end: datetime) -> tuple[datetime, datetime]:

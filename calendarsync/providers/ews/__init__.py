@@ -1,0 +1,1 @@
+"""Exchange on-premises over EWS (exchangelib): impersonation, window reads, push notifications."""
