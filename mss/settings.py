@@ -243,6 +243,18 @@ EWS_NOTIFICATION_URL = env.str(
     default=PUBLIC_BASE_URL.rstrip("/") + "/MSS/services/EWSNotificationService",
 )
 MSS_OUTGOING_ADDRESSES = env.list("MSS_OUTGOING_ADDRESSES", default=["82.182.1.73", "82.182.1.75"])
+# EWS connections: NTLM (or "basic"), how long to wait out ErrorServerBusy (seconds), pooled
+# connections per integration, and an extra CA to trust (the EWS sandbox's test CA).
+EWS_AUTH_TYPE = env.str("EWS_AUTH_TYPE", default="ntlm")
+EWS_MAX_WAIT = env.int("EWS_MAX_WAIT", default=60)
+EWS_MAX_CONNECTIONS = env.int("EWS_MAX_CONNECTIONS", default=4)
+EWS_CA_BUNDLE = env.str(
+    "EWS_CA_BUNDLE", default="" if PRODUCTION else str(VAR_DIR / "sandbox" / "ews-ca.pem")
+)
+# host:port pairs the EWS URL check lets through although internal: the EWS sandbox on loopback.
+OUTBOUND_ALLOWED_HOSTS = env.list(
+    "OUTBOUND_ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1:8012"]
+)
 
 # Telenor ID (OpenID Connect through mozilla-django-oidc). TELENOR_ID_URL is the issuer; the
 # endpoints default to the sandbox's paths under it and can each be set on their own.

@@ -79,3 +79,14 @@ def test_the_form_shows_each_refusal_in_swedish(admin_client, company, dns):
         {"name": "Lokal", "ews_url": REFUSED[8][0], "ews_username": "svc", "ews_password": "p"},
     ).content.decode()
     assert "en intern adress (169.254.169.254)" in body
+
+
+def test_only_the_configured_sandbox_address_passes_although_internal(settings, test_dns):
+    settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1:8012"]
+    assert outbound.check_url("https://127.0.0.1:8012/EWS/Exchange.asmx")
+    for other in ("https://127.0.0.1:8013/EWS/Exchange.asmx", "https://10.0.0.5:8012/EWS/"):
+        with pytest.raises(outbound.RefusedURL):
+            outbound.check_url(other)
+    settings.OUTBOUND_ALLOWED_HOSTS = []  # production's default
+    with pytest.raises(outbound.RefusedURL):
+        outbound.check_url("https://127.0.0.1:8012/EWS/Exchange.asmx")

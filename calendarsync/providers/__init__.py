@@ -13,7 +13,10 @@ from .base import CalendarProvider
 _CLASSES: dict[str, type] = {}
 # Packages that register a kind when imported (imported on first use: they pull in HTTP
 # libraries, and the sync core must not import a provider package).
-_MODULES = {"graph": "calendarsync.providers.graph.provider"}
+_MODULES = {
+    "graph": "calendarsync.providers.graph.provider",
+    "ews": "calendarsync.providers.ews.provider",
+}
 
 
 def register(kind: str):

@@ -1,0 +1,116 @@
+"""EWS over exchangelib: one Configuration per integration, impersonated accounts, and what
+exchangelib's errors mean for the sync core.
+
+The service account holds ApplicationImpersonation; every mailbox is reached as itself
+(`access_type=IMPERSONATION`, `autodiscover=False`). `FaultTolerance` waits out ErrorServerBusy
+for its BackOffMilliseconds, up to EWS_MAX_WAIT seconds. The EWS URL passes the outbound check
+again before every connection is configured (a name can be re-pointed after it was saved).
+"""
+
+import logging
+import threading
+
+import requests
+from django.conf import settings
+from exchangelib import (
+    BASIC,
+    DELEGATE,
+    IMPERSONATION,
+    NTLM,
+    Account,
+    Configuration,
+    Credentials,
+    EWSTimeZone,
+    FaultTolerance,
+)
+from exchangelib import errors as ews_errors
+from exchangelib.protocol import BaseProtocol
+
+from calendarsync import outbound
+
+from ..base import CredentialsRejected, MailboxNotFound, PermissionsRemoved, ProviderError
+
+logger = logging.getLogger(__name__)
+
+STOCKHOLM = EWSTimeZone("Europe/Stockholm")
+AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC}
+
+
+class TrustedCAAdapter(requests.adapters.HTTPAdapter):
+    """exchangelib's HTTP adapter, trusting EWS_CA_BUNDLE too (the sandbox's test CA); the
+    system's CAs otherwise. Verification is never turned off."""
+
+    def cert_verify(self, conn, url, verify, cert):
+        bundle = settings.EWS_CA_BUNDLE
+        super().cert_verify(conn, url, bundle if bundle and verify else verify, cert)
+
+
+BaseProtocol.HTTP_ADAPTER_CLS = TrustedCAAdapter  # exchangelib's documented hook (global)
+
+_configs: dict[tuple, Configuration] = {}
+_configs_lock = threading.Lock()
+
+
+def _config_key(integration) -> tuple:
+    return (integration.pk, integration.ews_url, integration.ews_username, integration.updated_at)
+
+
+def configuration(integration) -> Configuration:
+    """The integration's Configuration (pooled connections), made again after an edit."""
+    try:
+        outbound.check_url(integration.ews_url)
+    except outbound.RefusedURL as exc:
+        raise ProviderError(f"EWS URL refused: {exc}", permanent=True, code="url_refused") from exc
+    key = _config_key(integration)
+    with _configs_lock:
+        config = _configs.get(key)
+        if config is None:
+            for old in [k for k in _configs if k[0] == integration.pk]:
+                _configs.pop(old)
+            config = Configuration(
+                service_endpoint=integration.ews_url,
+                credentials=Credentials(integration.ews_username, integration.ews_password),
+                auth_type=AUTH_TYPES.get(settings.EWS_AUTH_TYPE, NTLM),
+                retry_policy=FaultTolerance(max_wait=settings.EWS_MAX_WAIT),
+                max_connections=settings.EWS_MAX_CONNECTIONS,
+            )
+            _configs[key] = config
+        return config
+
+
+def account(integration, mailbox: str, *, impersonate: bool = True) -> Account:
+    return Account(
+        primary_smtp_address=mailbox,
+        config=configuration(integration),
+        autodiscover=False,
+        access_type=IMPERSONATION if impersonate else DELEGATE,
+        default_timezone=STOCKHOLM,
+    )
+
+
+def classify(exc: Exception) -> ProviderError:
+    """An exchangelib failure → the ProviderError the core acts on."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, ews_errors.ErrorNonExistentMailbox | ews_errors.ErrorMailRecipientNotFound):
+        return MailboxNotFound(type(exc).__name__)
+    if isinstance(exc, ews_errors.ErrorImpersonateUserDenied | ews_errors.ErrorAccessDenied):
+        return PermissionsRemoved(type(exc).__name__, code="impersonation_denied")
+    if isinstance(exc, ews_errors.UnauthorizedError):
+        return CredentialsRejected("the service account was refused", code="unauthorized")
+    if isinstance(exc, ews_errors.RateLimitError):
+        return ProviderError("EWS kept answering ErrorServerBusy", code="server_busy")
+    if isinstance(exc, requests.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return ProviderError("the EWS certificate is not trusted", permanent=True, code="tls")
+    if isinstance(exc, ews_errors.TransportError | requests.RequestException | OSError):
+        return ProviderError(f"EWS unreachable: {type(exc).__name__}", code="unreachable")
+    if isinstance(exc, ews_errors.EWSError):
+        return ProviderError(f"EWS error: {type(exc).__name__}", code=type(exc).__name__)
+    raise exc
+
+
+def forget(integration) -> None:
+    """Forget the integration's Configuration (after removal or a credentials change)."""
+    with _configs_lock:
+        for key in [k for k in _configs if k[0] == integration.pk]:
+            _configs.pop(key)
