@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.ui_support",
     "tests.browser_support",
     "tests.telenorid_sandbox",
+    "tests.ews_sandbox",
 ]
 
 
