@@ -24,7 +24,7 @@ from exchangelib import (
     FaultTolerance,
 )
 from exchangelib import errors as ews_errors
-from exchangelib.protocol import BaseProtocol
+from exchangelib.protocol import BaseProtocol, Protocol
 
 from calendarsync import outbound
 
@@ -46,6 +46,17 @@ class TrustedCAAdapter(requests.adapters.HTTPAdapter):
 
 
 BaseProtocol.HTTP_ADAPTER_CLS = TrustedCAAdapter  # exchangelib's documented hook (global)
+
+
+class WaitOutThrottling(FaultTolerance):
+    """FaultTolerance (ErrorServerBusy waits its BackOffMilliseconds, up to max_wait), except
+    that a final 401 is a refused login at once: exchangelib would take it for throttling and
+    retry until max_wait, per mailbox, while the admin needs to hear about the password."""
+
+    def raise_response_errors(self, response):
+        if response.status_code == 401:
+            raise ews_errors.UnauthorizedError(f"Invalid credentials for {response.url}")
+        return super().raise_response_errors(response)
 
 _configs: dict[tuple, Configuration] = {}
 _configs_lock = threading.Lock()
@@ -71,7 +82,7 @@ def configuration(integration) -> Configuration:
                 service_endpoint=integration.ews_url,
                 credentials=Credentials(integration.ews_username, integration.ews_password),
                 auth_type=AUTH_TYPES.get(settings.EWS_AUTH_TYPE, NTLM),
-                retry_policy=FaultTolerance(max_wait=settings.EWS_MAX_WAIT),
+                retry_policy=WaitOutThrottling(max_wait=settings.EWS_MAX_WAIT),
                 max_connections=settings.EWS_MAX_CONNECTIONS,
             )
             _configs[key] = config
@@ -86,6 +97,11 @@ def account(integration, mailbox: str, *, impersonate: bool = True) -> Account:
         access_type=IMPERSONATION if impersonate else DELEGATE,
         default_timezone=STOCKHOLM,
     )
+
+
+def server_version(integration):
+    """The Exchange version, which exchangelib probes for (authenticated) once per protocol."""
+    return Protocol(config=configuration(integration)).version
 
 
 def classify(exc: Exception) -> ProviderError:

@@ -74,8 +74,7 @@ class EwsProvider:
         """The URL, TLS and the service account (exchangelib's version probe), then
         impersonation of the first synced mailbox, if there is one."""
         try:
-            config = client.configuration(self.integration)
-            config.protocol.version  # noqa: B018 - the probe is the check
+            client.server_version(self.integration)
             first = self.integration.users.order_by("pk").values_list("email", flat=True).first()
             if first:
                 client.account(self.integration, first).calendar.refresh()
