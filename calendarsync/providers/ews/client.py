@@ -58,6 +58,7 @@ class WaitOutThrottling(FaultTolerance):
             raise ews_errors.UnauthorizedError(f"Invalid credentials for {response.url}")
         return super().raise_response_errors(response)
 
+
 _configs: dict[tuple, Configuration] = {}
 _configs_lock = threading.Lock()
 
