@@ -65,7 +65,8 @@ def ensure(users: Iterable[SyncedUser], *, renew_all: bool = False, provider=Non
     existing = {
         sub.synced_user_id: sub for sub in MailboxSubscription.objects.filter(synced_user__in=users)
     }
-    soon = timezone.now() + RENEW_BEFORE
+    # EWS subscriptions are "renewed" only once lost (their provider says 0).
+    soon = timezone.now() + getattr(provider, "renew_before", RENEW_BEFORE)
 
     def work(user: SyncedUser) -> tuple[str, Subscribed | ProviderError]:
         current = existing.get(user.pk)
@@ -122,10 +123,14 @@ def _record_new(user: SyncedUser, subscribed: Subscribed, provider) -> bool:
 
 
 def _record_renewal(subscription: MailboxSubscription, renewed: Subscribed) -> None:
+    # A renewal may come back as a new subscription (EWS subscribes again from its watermark).
+    subscription.provider_subscription_id = renewed.id
+    subscription.watermark = renewed.watermark or subscription.watermark
     subscription.expires_at = renewed.expires_at
     subscription.status = MailboxSubscription.Status.ACTIVE
     subscription.last_error = ""
-    subscription.save(update_fields=["expires_at", "status", "last_error"])
+    fields = ["provider_subscription_id", "watermark", "expires_at", "status", "last_error"]
+    subscription.save(update_fields=fields)
 
 
 def _record_failure(user, subscription, exc: ProviderError) -> None:

@@ -248,6 +248,8 @@ MSS_OUTGOING_ADDRESSES = env.list("MSS_OUTGOING_ADDRESSES", default=["82.182.1.7
 EWS_AUTH_TYPE = env.str("EWS_AUTH_TYPE", default="ntlm")
 EWS_MAX_WAIT = env.int("EWS_MAX_WAIT", default=60)
 EWS_MAX_CONNECTIONS = env.int("EWS_MAX_CONNECTIONS", default=4)
+# Exchange sends a status event this often (minutes); twice that in silence = a lost subscription.
+EWS_STATUS_FREQUENCY = env.int("EWS_STATUS_FREQUENCY", default=30)
 EWS_CA_BUNDLE = env.str(
     "EWS_CA_BUNDLE", default="" if PRODUCTION else str(VAR_DIR / "sandbox" / "ews-ca.pem")
 )

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from mozilla_django_oidc.views import OIDCAuthenticationRequestView, OIDCLogoutView
 
+from calendarsync.providers.ews import webhooks as ews_webhooks
 from onex.local_login import LocalLoginForm
 from onex.telenorid import CallbackView
 
@@ -21,4 +22,10 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("microsoft-sync/", include("calendarsync.urls")),
+    # Where customers' Exchange servers push notifications (the seed's firewall table).
+    path(
+        "MSS/services/EWSNotificationService",
+        ews_webhooks.receive,
+        name="ews_notifications",
+    ),
 ]

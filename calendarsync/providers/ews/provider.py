@@ -1,8 +1,11 @@
-"""The Exchange On Prem provider: window reads over EWS with impersonation.
+"""The Exchange On Prem provider: window reads and push subscriptions over EWS, impersonated.
 
-Push notifications (subscribe, renew, unsubscribe, notices) are not built yet (issue 12): an
-EWS integration only syncs once it is connected, and nothing connects one before its
-connection test exists, so those calls are never reached; they say so if they are.
+A push subscription lives while Exchange can deliver to us: it sends the mailbox's events and a
+status event every EWS_STATUS_FREQUENCY minutes. We count it lost when nothing arrived for
+twice that (`expires_at`), and then subscribe again from the last watermark, so the events of
+the gap are delivered after all; a watermark Exchange no longer knows means a new
+subscription and a full resync of the window. Exchange has no Unsubscribe for push: a
+subscription ends when we answer its next notification with Unsubscribe (webhooks.py).
 """
 
 import logging
@@ -11,16 +14,28 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
 from exchangelib import EWSDateTime
+from exchangelib import errors as ews_errors
+
+from calendarsync.models import MailboxSubscription
 
 from .. import register
-from ..base import AccessLost, BadNotification, ProviderError, Subscribed
+from ..base import AccessLost, BadNotification, ProviderError, Subscribed, SubscriptionGone
 from . import client
 from .mapping import items_from_ews, register_addin_property, view_fields
 
 logger = logging.getLogger(__name__)
 
-NOT_YET = "EWS push notifications are not built yet"
+SUBSCRIBING = "ews-subscribing:"  # cache key prefix: a subscription made, not yet recorded
+SUBSCRIBING_SECONDS = 300
+
+
+def lost_after() -> timedelta:
+    """How long without any notification (not even a status event) a subscription counts as
+    lost."""
+    return timedelta(minutes=2 * settings.EWS_STATUS_FREQUENCY)
 
 
 @register("ews")
@@ -28,6 +43,7 @@ class EwsProvider:
     """Exchange on-premises for one integration (the core's CalendarProvider)."""
 
     bulk_size = 10  # mailboxes read in parallel per request of the core (within throttling)
+    renew_before = timedelta(0)  # "renewing" is subscribing again once a subscription is lost
 
     def __init__(self, integration):
         self.integration = integration
@@ -81,15 +97,41 @@ class EwsProvider:
         except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
             raise client.classify(exc) from exc
 
-    def subscribe(self, mailbox: str) -> Subscribed:
-        raise ProviderError(NOT_YET, permanent=True, code="not_built")
+    def subscribe(self, mailbox: str, watermark: str | None = None) -> Subscribed:
+        try:
+            calendar = client.account(self.integration, mailbox).calendar
+            subscription_id, new_watermark = calendar.subscribe_to_push(
+                callback_url=settings.EWS_NOTIFICATION_URL,
+                watermark=watermark,
+                status_frequency=settings.EWS_STATUS_FREQUENCY,
+            )
+        except (ews_errors.ErrorInvalidWatermark, ews_errors.ErrorExpiredSubscription) as exc:
+            raise SubscriptionGone(f"watermark refused: {type(exc).__name__}") from exc
+        except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
+            raise client.classify(exc) from exc
+        # Exchange may deliver at once (the backlog of a resumed watermark), before the core
+        # has recorded the id: the notification service then asks it to retry, not to end it.
+        cache.set(SUBSCRIBING + subscription_id, True, SUBSCRIBING_SECONDS)
+        return Subscribed(
+            subscription_id, timezone.now() + lost_after(), watermark=new_watermark or ""
+        )
 
     def renew(self, subscription_id: str) -> Subscribed:
-        raise ProviderError(NOT_YET, permanent=True, code="not_built")
+        """Subscribe again from the last watermark: Exchange then delivers what we missed."""
+        lost = (
+            MailboxSubscription.objects.filter(provider_subscription_id=subscription_id)
+            .values_list("synced_user__email", "watermark")
+            .first()
+        )
+        if lost is None or not lost[1]:
+            raise SubscriptionGone()
+        return self.subscribe(lost[0], watermark=lost[1])
 
     def unsubscribe(self, subscription_id: str) -> None:
-        logger.info("No EWS subscription to end (%s)", NOT_YET)
+        # Push subscriptions end when we answer their next notification with Unsubscribe.
+        cache.delete(SUBSCRIBING + subscription_id)
+        logger.info("EWS subscription %s ends at its next notification", subscription_id[:12])
 
     @classmethod
     def verified_notices(cls, body: bytes) -> list:
-        raise BadNotification(NOT_YET)
+        raise BadNotification("EWS notifications are answered by webhooks.receive")

@@ -1,0 +1,76 @@
+"""The EWS notification service: where customers' Exchange servers POST SendNotification.
+
+Served at /MSS/services/EWSNotificationService (the seed's firewall table). A notification
+proves itself by naming a subscription we hold; it is answered at once: OK, with its
+watermark kept and its mailbox marked dirty (the sync runs later in a worker), or Unsubscribe
+for a subscription we no longer hold, which is how a push subscription ends (one made a moment
+ago and not yet recorded gets a 503: Exchange retries it). Status events only keep the
+subscription alive.
+"""
+
+import logging
+
+from django.core.cache import cache
+from django.db.models import F
+from django.http import HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from exchangelib.properties import StatusEvent
+from exchangelib.services import SendNotification
+
+from calendarsync import tasks
+from calendarsync.models import Integration, MailboxSubscription
+
+from ..base import Notice, NoticeKind
+from .provider import SUBSCRIBING, lost_after
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_000_000
+SOAP = "text/xml; charset=utf-8"
+
+
+def _answer(payload: bytes) -> HttpResponse:
+    return HttpResponse(payload, content_type=SOAP)
+
+
+@csrf_exempt
+@require_POST
+def receive(request) -> HttpResponse:
+    if len(request.body) > MAX_BODY_BYTES:
+        return HttpResponse(status=400)
+    service = SendNotification(protocol=None)
+    try:
+        notifications = list(service.parse(request.body))
+    except Exception:  # noqa: BLE001 - any body exchangelib cannot read is not Exchange's
+        logger.info("An EWS notification that could not be parsed; answered 400")
+        return HttpResponse(status=400)
+    held = {
+        sub.provider_subscription_id: sub
+        for sub in MailboxSubscription.objects.filter(
+            provider_subscription_id__in=[n.subscription_id for n in notifications],
+            synced_user__integration__kind=Integration.Kind.EWS,
+        ).select_related("synced_user")
+    }
+    if not held:
+        ids = [n.subscription_id for n in notifications]
+        if any(cache.get(SUBSCRIBING + str(i)) for i in ids):
+            return HttpResponse(status=503)  # just made, not yet recorded: Exchange retries
+        logger.info("EWS notification of %d unknown subscription(s)", len(notifications))
+        return _answer(service.unsubscribe_payload())
+    notices, now = [], timezone.now()
+    for notification in notifications:
+        subscription = held.get(notification.subscription_id)
+        if subscription is None:
+            continue
+        events = list(notification.events or ())
+        watermarks = [event.watermark for event in events if event.watermark]
+        MailboxSubscription.objects.filter(pk=subscription.pk).update(
+            watermark=watermarks[-1] if watermarks else F("watermark"),
+            expires_at=now + lost_after(),
+        )
+        if any(not isinstance(event, StatusEvent) for event in events):
+            notices.append(Notice(subscription.pk, subscription.synced_user_id, NoticeKind.CHANGED))
+    tasks.act_on_notices(notices)
+    return _answer(service.ok_payload())
