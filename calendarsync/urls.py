@@ -13,6 +13,11 @@ urlpatterns = [
     path("<uuid:code>/", views.integration_settings, name="integration"),
     path("<uuid:code>/remove/", views.integration_remove, name="integration_remove"),
     path("<uuid:code>/connection/", views.integration_connection, name="integration_connection"),
+    path(
+        "<uuid:code>/connection/test/",
+        views.integration_connection_test,
+        name="integration_connection_test",
+    ),
     path("<uuid:code>/rules/", views.rules, name="rules"),
     path("<uuid:code>/rules/new/", views.rule_new, name="rule_new"),
     path("<uuid:code>/rules/template/", views.rules_from_template, name="rules_from_template"),

@@ -13,6 +13,7 @@ INTEGRATION_VIEWS = [
     ("integration", "post", False, False),
     ("integration_connection", "get", False, False),
     ("integration_connection", "post", False, False),
+    ("integration_connection_test", "post", False, False),
     ("rules", "get", False, False),
     ("rule_new", "get", False, False),
     ("rule_new", "post", False, False),
@@ -106,6 +107,7 @@ def test_it_sends_anonymous_users_to_login(
     [
         ("integration", False, False),
         ("integration_connection", False, False),
+        ("integration_connection_test", False, False),
         ("rule_new", False, False),
         ("rules_from_template", False, False),
         ("rule_edit", False, True),

@@ -20,7 +20,7 @@ from .rules import (
     rules_from_template,
     rules_preview,
 )
-from .settings import integration_connection, integration_settings
+from .settings import integration_connection, integration_connection_test, integration_settings
 from .users import user_add, user_remove, user_suggestions, users, users_export, users_import
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "integration_add",
     "integration_add_ews",
     "integration_connection",
+    "integration_connection_test",
     "integration_remove",
     "integration_settings",
     "no_access",

@@ -1,12 +1,15 @@
-"""Inställningar: name, days, active and the three plugin/privacy switches."""
+"""Inställningar (name, days, active, the plugin and privacy switches) and Exchange On Prem's
+Anslutning (the connection, and Testa anslutningen)."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.shortcuts import redirect
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import activity_changes, actors, lifecycle
+from .. import activity_changes, actors, lifecycle, providers
 from ..forms import EwsConnectionForm, IntegrationSettingsForm
 from ..models import Activity, Integration
 from .common import get_integration, redirect_after_edit, render_tab, resync, tab_url
@@ -106,6 +109,41 @@ def integration_connection(request, code):
         "calendarsync/connection.html",
         integration,
         "connection",
-        {"connection_form": connection_form},
+        {"connection_form": connection_form, "test_mailbox": _test_mailbox(integration)},
         partial="connection-form" if request.method == "POST" else None,
+    )
+
+
+def _test_mailbox(integration) -> str:
+    return integration.users.order_by("pk").values_list("email", flat=True).first() or ""
+
+
+@login_required
+@require_POST
+def integration_connection_test(request, code):
+    """Testa anslutningen: every step with its answer; all passed connects the integration."""
+    integration = get_integration(request, code)
+    if integration.kind != Integration.Kind.EWS:
+        return redirect("calendarsync:integration", code=integration.code)
+    mailbox = (request.POST.get("mailbox") or "").strip().lower() or _test_mailbox(integration)
+    context = {"connection_form": _connection_form(integration), "test_mailbox": mailbox}
+    try:
+        validate_email(mailbox)
+    except ValidationError:
+        context["test_error"] = _("Enter the address of a mailbox to test impersonation with.")
+    else:
+        steps = providers.provider_for(integration).test_connection(mailbox)
+        # The steps stop at the first failure, so all passed means the whole test passed.
+        passed = all(step.ok or step.warning for step in steps)
+        context.update(test_steps=steps, test_passed=passed)
+        if passed and lifecycle.connected(integration, actor=actors.admin(request)):
+            integration.refresh_from_db()
+            context["test_connected"] = True
+    return render_tab(
+        request,
+        "calendarsync/connection.html",
+        integration,
+        "connection",
+        context,
+        partial="connection-test",
     )

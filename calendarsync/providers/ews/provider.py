@@ -23,7 +23,7 @@ from calendarsync.models import MailboxSubscription
 
 from .. import register
 from ..base import AccessLost, BadNotification, ProviderError, Subscribed, SubscriptionGone
-from . import client
+from . import client, connection_test
 from .mapping import items_from_ews, register_addin_property, view_fields
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,10 @@ class EwsProvider:
                 client.account(self.integration, first).calendar.refresh()
         except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
             raise client.classify(exc) from exc
+
+    def test_connection(self, mailbox: str) -> list[connection_test.Step]:
+        """Testa anslutningen, step by step (the UI shows each with what to do)."""
+        return connection_test.run(self.integration, mailbox)
 
     def subscribe(self, mailbox: str, watermark: str | None = None) -> Subscribed:
         try:
