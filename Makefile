@@ -31,11 +31,13 @@ run: setup
 	       echo "Stopping what did not stop in 10 s"; kill -KILL $$(jobs -pr) 2>/dev/null' INT TERM EXIT; \
 	$(PY) -m sandbox.onex --port 8010 & \
 	$(PY) -m sandbox.m365 --port 8011 --state $${MSS_VAR_DIR:-var}/sandbox/m365.json & \
+	$(PY) -m sandbox.ews --port 8012 & \
 	$(PY) -m sandbox.telenorid --port 8013 & \
 	$(PY) -m sandbox.wait http://127.0.0.1:8010/_sandbox/health https://127.0.0.1:8011/_sandbox/health \
-	  https://127.0.0.1:8013/_sandbox/health || exit 1; \
+	  https://127.0.0.1:8012/_sandbox/health https://127.0.0.1:8013/_sandbox/health || exit 1; \
 	$(PY) manage.py import_directory || echo "One X directory import failed (see above)"; \
 	$(PY) manage.py demo_connect_graph || echo "Exchange Online demo connection failed (see above)"; \
+	$(PY) manage.py demo_connect_ews || echo "Exchange On Prem demo connection failed (see above)"; \
 	$(VENV)/bin/celery -A mss call calendarsync.tasks.reconcile_all_mailboxes >/dev/null \
 	  || echo "Could not queue the start's reconcile (see above)"; \
 	$(VENV)/bin/celery -A mss worker -l info --concurrency 2 & \

@@ -1,6 +1,10 @@
-"""The demo company One X serves out of the box: Demo AB, its people and its absence reasons."""
+"""The demo companies One X serves out of the box: Demo AB (on Exchange Online) and Demo
+Kommun (on Exchange on-premises, the EWS sandbox's people), their people and absence reasons."""
+
+from sandbox.ews import demo as ews_demo
 
 DEMO_COMPANY_ID = "demo-ab"
+KOMMUN_COMPANY_ID = "demo-kommun"
 
 REASONS = [
     ("MOTE", "Möte", "Meeting"),
@@ -74,3 +78,28 @@ def demo_company():
             for code, sv, en in REASONS
         ],
     }
+
+
+def kommun_company():
+    """Demo Kommun: the EWS sandbox's five people; the first is the company's administrator."""
+    return {
+        "companyId": KOMMUN_COMPANY_ID,
+        "name": ews_demo.COMPANY,
+        "subscriptions": [
+            {
+                "subscriptionId": f"sub-kommun-{number}",
+                "email": email,
+                "displayName": name,
+                "extension": extension,
+                "msisdn": mobile,
+                "features": {"absence": True, "diversion": True, "openDiversion": number == 1},
+                "admin": number == 1,
+            }
+            for number, (email, name, extension, mobile) in enumerate(ews_demo.PEOPLE, start=1)
+        ],
+        "reasons": demo_company()["reasons"],
+    }
+
+
+def demo_companies():
+    return [demo_company(), kommun_company()]

@@ -13,7 +13,7 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .demo import demo_company
+from .demo import demo_companies
 from .faults import Faults, Knobs
 from .page import render_directory
 from .store import BATCH_MAX, Problem, Store, iso, parse_limit, parse_time, utcnow
@@ -394,7 +394,8 @@ class OneXHandler(BaseHTTPRequestHandler):
         store = self.sandbox.store
         with store.lock:
             store.data["companies"].clear()
-            store.add_company_from_spec(demo_company())
+            for spec in demo_companies():
+                store.add_company_from_spec(spec)
         self._send_empty(204)
 
     def h_expire_tokens(self):

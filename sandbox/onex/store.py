@@ -15,7 +15,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from .demo import demo_company
+from .demo import demo_companies
 
 EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 NOTE_MAX = 100
@@ -116,9 +116,12 @@ class Store:
         self.data = self._load() if path and os.path.exists(path) else None
         if self.data is None:
             self.data = {"version": 1, "companies": {}, "tokens": {}}
-            if seed_demo:
-                self.add_company_from_spec(demo_company())
             self._dirty.set()
+        if seed_demo:  # also a demo company added since the state file was written
+            for spec in demo_companies():
+                if spec["companyId"] not in self.data["companies"]:
+                    self.add_company_from_spec(spec)
+                    self._dirty.set()
         self._flusher = None
         if path:
             self._flusher = threading.Thread(target=self._flush_loop, daemon=True)

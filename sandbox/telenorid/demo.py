@@ -1,4 +1,4 @@
-"""The people Telenor ID knows out of the box: Demo AB's, as in sandbox/onex/demo.py."""
+"""The people Telenor ID knows out of the box, as in sandbox/onex/demo.py."""
 
 DEMO_PASSWORD = "demo-kalender"
 
@@ -6,6 +6,7 @@ DEMO_PASSWORD = "demo-kalender"
 DEMO_PEOPLE = [
     ("anna.andersson@demo.se", "Anna Andersson"),
     ("bjorn.berg@demo.se", "Björn Berg"),
+    ("asa.lind@demokommun.se", "Åsa Lind"),  # Demo Kommun's One X administrator
 ]
 
 

@@ -8,10 +8,13 @@ from onex.models import Company, Membership
 # sandbox; the same login works on the password form outside production (LOCAL_LOGIN_USERNAMES).
 DEMO_USERNAME = "anna.andersson@demo.se"
 DEMO_PASSWORD = "demo-kalender"
+# Demo Kommun (on Exchange On Prem, the EWS sandbox): Åsa is its One X administrator and signs
+# in with Telenor ID; her membership comes from One X at sign-in.
+KOMMUN_ADMIN = "asa.lind@demokommun.se"
 
 
 class Command(BaseCommand):
-    help = "Create the demo company Demo AB and its administrator (idempotent)."
+    help = "Create the demo companies Demo AB and Demo Kommun, and Demo AB's admin (idempotent)."
 
     @transaction.atomic
     def handle(self, *args, **options):
@@ -26,7 +29,12 @@ class Command(BaseCommand):
             user.set_password(DEMO_PASSWORD)
             user.save()
         Membership.objects.get_or_create(user=user, company=company)
+        Company.objects.get_or_create(
+            onex_id="demo-kommun", defaults={"name": "Demo Kommun", "org_number": "212000-0000"}
+        )
         self.stdout.write(
             f"Demo AB is ready. Open http://127.0.0.1:8000/, choose Log in with Telenor ID and "
-            f"sign in as {DEMO_USERNAME} / {DEMO_PASSWORD}"
+            f"sign in as {DEMO_USERNAME} / {DEMO_PASSWORD}\n"
+            f"Demo Kommun (Exchange On Prem) is ready too: sign in with Telenor ID as "
+            f"{KOMMUN_ADMIN} / {DEMO_PASSWORD}"
         )

@@ -99,7 +99,8 @@ def _account(integration, mailbox) -> Step:
                 ),
             )
         return Step(name, False, str(error), _("Check the EWS URL and try again."))
-    label = getattr(version, "api_version", "") or str(getattr(version, "build", ""))
+    # The build names the server (15.2 = Exchange 2019); the API version is the schema it speaks.
+    label = " ".join(str(part) for part in (version.build, f"({version.api_version})") if part)
     return Step(name, True, _("Signed in. Exchange version: %(version)s") % {"version": label})
 
 
