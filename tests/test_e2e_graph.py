@@ -82,7 +82,13 @@ def graph_integration(company_db, tenant):
 
 
 @pytest.fixture
-def worker(transactional_db, live_server, m365, onex_sandbox, settings, tmp_path):
+def worker_env():
+    """More environment for the worker process (tests of other providers add theirs)."""
+    return {}
+
+
+@pytest.fixture
+def worker(transactional_db, live_server, m365, onex_sandbox, settings, tmp_path, worker_env):
     from mss.celery import app
 
     queue = f"mss-e2e-{uuid.uuid4().hex[:10]}"
@@ -107,6 +113,7 @@ def worker(transactional_db, live_server, m365, onex_sandbox, settings, tmp_path
         "ONEX_CLIENT_ID": settings.ONEX_CLIENT_ID,
         "ONEX_CLIENT_SECRET": settings.ONEX_CLIENT_SECRET,
         "PUBLIC_BASE_URL": live_server.url,
+        **worker_env,
     }
     log_path = tmp_path / "worker.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed below
