@@ -284,3 +284,39 @@ def push_receiver():
     receiver = PushReceiver()
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture
+def on_prem(ews, settings):
+    """The product pointed at the EWS sandbox as in production, only with the sandbox's CA
+    (EWS_CA_BUNDLE, through the product's own adapter) and its loopback address let through:
+    `on_prem(company, mailbox, status=…)` makes an Exchange On Prem integration on it and adds
+    the mailbox to the sandbox."""
+    from exchangelib.protocol import BaseProtocol
+
+    from calendarsync.models import Integration
+    from calendarsync.providers.ews import client
+
+    BaseProtocol.HTTP_ADAPTER_CLS = client.TrustedCAAdapter
+    settings.EWS_CA_BUNDLE = str(ews.ca_file)
+    settings.OUTBOUND_ALLOWED_HOSTS = [f"127.0.0.1:{ews.server.port}"]
+    settings.EWS_MAX_WAIT = 5
+    made = []
+
+    def make(company, mailbox, *, status=Integration.Status.CONNECTED, name=None):
+        ews.add_mailbox(mailbox, name or mailbox.split("@")[0])
+        integration = Integration.objects.create(
+            company=company,
+            kind=Integration.Kind.EWS,
+            name="Exchange On Prem",
+            status=status,
+            ews_url=ews.ews_url,
+            ews_username=DEFAULT_USERNAME,
+            ews_password=DEFAULT_PASSWORD,
+        )
+        made.append(integration)
+        return integration
+
+    yield make
+    for integration in made:
+        client.forget(integration)

@@ -6,12 +6,9 @@ import re
 
 import pytest
 from django.db import connections
-from exchangelib.protocol import BaseProtocol
 from playwright.sync_api import expect
 
 from calendarsync.models import Integration
-from calendarsync.providers.ews import client
-from sandbox.ews.server import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from tests.browser_support import ANNA, axe_violations, telenor_id_sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -20,21 +17,9 @@ PERSON = "kalle@kommun.example.se"
 
 
 def test_testa_anslutningen_shows_each_step_and_connects(
-    world, ews, company, settings, browser_page, camera
+    world, ews, on_prem, company, browser_page, camera
 ):
-    BaseProtocol.HTTP_ADAPTER_CLS = client.TrustedCAAdapter
-    settings.EWS_CA_BUNDLE = str(ews.ca_file)
-    settings.OUTBOUND_ALLOWED_HOSTS = [f"127.0.0.1:{ews.server.port}"]
-    ews.add_mailbox(PERSON, "Kalle Kommun")
-    integration = Integration.objects.create(
-        company=company,
-        kind=Integration.Kind.EWS,
-        name="Exchange On Prem",
-        status=Integration.Status.UNVERIFIED,
-        ews_url=ews.ews_url,
-        ews_username=DEFAULT_USERNAME,
-        ews_password=DEFAULT_PASSWORD,
-    )
+    integration = on_prem(company, PERSON, status=Integration.Status.UNVERIFIED)
     page, shoot = browser_page, camera
     try:
         page.goto(f"{world}/")
@@ -66,5 +51,4 @@ def test_testa_anslutningen_shows_each_step_and_connects(
         page.reload()
         expect(page.locator("#integration-status")).to_have_class(re.compile("badge-connected"))
     finally:
-        client.forget(integration)
         connections.close_all()

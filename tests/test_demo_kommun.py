@@ -3,10 +3,8 @@ people synced users, connected through Testa anslutningen (idempotently)."""
 
 import pytest
 from django.core.management import call_command
-from exchangelib.protocol import BaseProtocol
 
 from calendarsync.models import Integration
-from calendarsync.providers.ews import client
 from onex.directory import import_company
 from onex.models import Company
 
@@ -14,10 +12,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def kommun(ews, onex_sandbox, settings):
-    BaseProtocol.HTTP_ADAPTER_CLS = client.TrustedCAAdapter
-    settings.EWS_CA_BUNDLE = str(ews.ca_file)
-    settings.OUTBOUND_ALLOWED_HOSTS = [f"127.0.0.1:{ews.server.port}"]
+def kommun(on_prem, onex_sandbox):
+    """The product pointed at the EWS sandbox (on_prem's settings), Demo Kommun imported."""
     call_command("demo_setup")
     company = Company.objects.get(onex_id="demo-kommun")
     assert import_company(company).ok

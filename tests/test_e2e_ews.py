@@ -7,13 +7,10 @@ from datetime import UTC, timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
-from exchangelib.protocol import BaseProtocol
 
 from calendarsync import tasks
-from calendarsync.models import Integration, MailboxSubscription, SyncedUser
-from calendarsync.providers.ews import client
+from calendarsync.models import MailboxSubscription, SyncedUser
 from onex.models import Subscription
-from sandbox.ews.server import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from tests.m365_sandbox import wait_for
 from tests.test_e2e_graph import worker  # noqa: F401 - the real Celery worker fixture
 
@@ -23,11 +20,9 @@ ANNA = "anna.andersson@demo.se"  # sub-anna in the One X sandbox's Demo AB
 
 
 @pytest.fixture
-def worker_env(ews, live_server, settings):
-    """The worker reaches the EWS sandbox as the product would (its CA, its address let
-    through) and subscribes mailboxes to the live server's notification service."""
-    settings.EWS_CA_BUNDLE = str(ews.ca_file)
-    settings.OUTBOUND_ALLOWED_HOSTS = [f"127.0.0.1:{ews.server.port}"]
+def worker_env(on_prem, live_server, settings):
+    """The worker reaches the EWS sandbox as the product does here (on_prem's settings) and
+    subscribes mailboxes to the live server's notification service."""
     settings.EWS_NOTIFICATION_URL = live_server.url + reverse("ews_notifications")
     return {
         "EWS_CA_BUNDLE": settings.EWS_CA_BUNDLE,
@@ -37,23 +32,12 @@ def worker_env(ews, live_server, settings):
 
 
 @pytest.fixture
-def anna(ews, company, worker_env):
-    BaseProtocol.HTTP_ADAPTER_CLS = client.TrustedCAAdapter
-    ews.add_mailbox(ANNA, "Anna Andersson")
-    integration = Integration.objects.create(
-        company=company,
-        kind=Integration.Kind.EWS,
-        name="Exchange On Prem",
-        status=Integration.Status.CONNECTED,
-        ews_url=ews.ews_url,
-        ews_username=DEFAULT_USERNAME,
-        ews_password=DEFAULT_PASSWORD,
-    )
+def anna(on_prem, company, worker_env):
+    integration = on_prem(company, ANNA, name="Anna Andersson")
     subscription = Subscription.objects.create(
         company=company, onex_id="sub-anna", email=ANNA, display_name="Anna", has_diversion=True
     )
-    yield SyncedUser.objects.create(integration=integration, subscription=subscription, email=ANNA)
-    client.forget(integration)
+    return SyncedUser.objects.create(integration=integration, subscription=subscription, email=ANNA)
 
 
 def soon(hours):

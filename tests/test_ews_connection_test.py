@@ -4,34 +4,16 @@ test where every step passed connects the integration."""
 import pytest
 import trustme
 from django.urls import reverse
-from exchangelib.protocol import BaseProtocol
 
 from calendarsync.models import Integration
-from calendarsync.providers.ews import client
 from onex.models import Membership
-from sandbox.ews.server import DEFAULT_PASSWORD, DEFAULT_USERNAME
 
 PERSON = "kalle@kommun.example.se"
 
 
 @pytest.fixture
-def on_prem(ews, company, settings):
-    BaseProtocol.HTTP_ADAPTER_CLS = client.TrustedCAAdapter
-    settings.EWS_CA_BUNDLE = str(ews.ca_file)
-    settings.OUTBOUND_ALLOWED_HOSTS = [f"127.0.0.1:{ews.server.port}"]
-    settings.EWS_MAX_WAIT = 5
-    ews.add_mailbox(PERSON, "Kalle Kommun")
-    integration = Integration.objects.create(
-        company=company,
-        kind=Integration.Kind.EWS,
-        name="Exchange On Prem",
-        status=Integration.Status.UNVERIFIED,
-        ews_url=ews.ews_url,
-        ews_username=DEFAULT_USERNAME,
-        ews_password=DEFAULT_PASSWORD,
-    )
-    yield integration
-    client.forget(integration)
+def integration(on_prem, company):
+    return on_prem(company, PERSON, status=Integration.Status.UNVERIFIED)
 
 
 def run_test(en_client, integration, mailbox=PERSON, htmx=True):
@@ -43,16 +25,16 @@ def run_test(en_client, integration, mailbox=PERSON, htmx=True):
     return response.content.decode()
 
 
-def test_a_passing_test_connects_the_integration(en_client, on_prem):
-    body = run_test(en_client, on_prem)
+def test_a_passing_test_connects_the_integration(en_client, integration):
+    body = run_test(en_client, integration)
     assert body.count('class="test-step passed"') == 4
     assert "Exchange2019" in body or "Exchange version" in body
     assert "The integration is connected" in body
-    assert on_prem.status == Integration.Status.CONNECTED
+    assert integration.status == Integration.Status.CONNECTED
 
 
-def test_without_javascript_the_whole_tab_shows_the_result(en_client, on_prem):
-    body = run_test(en_client, on_prem, htmx=False)
+def test_without_javascript_the_whole_tab_shows_the_result(en_client, integration):
+    body = run_test(en_client, integration, htmx=False)
     assert 'id="tab-connection"' in body and 'id="test-steps"' in body
 
 
@@ -67,7 +49,7 @@ def test_without_javascript_the_whole_tab_shows_the_result(en_client, on_prem):
     ],
 )
 def test_each_failure_names_its_step_and_its_fix(
-    en_client, on_prem, ews, settings, tmp_path, change, failed_step, fix
+    en_client, integration, ews, settings, tmp_path, change, failed_step, fix
 ):
     if change == "impersonation":
         ews.knobs(impersonation=False)
@@ -78,34 +60,34 @@ def test_each_failure_names_its_step_and_its_fix(
         trustme.CA().cert_pem.write_to_path(str(other))
         settings.EWS_CA_BUNDLE = str(other)
     elif change == "unreachable":
-        on_prem.ews_url = "https://127.0.0.1:9/EWS/Exchange.asmx"
-        on_prem.save()
+        integration.ews_url = "https://127.0.0.1:9/EWS/Exchange.asmx"
+        integration.save()
         settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1:9"]
     elif change == "internal":
         settings.OUTBOUND_ALLOWED_HOSTS = []
-    body = run_test(en_client, on_prem)
+    body = run_test(en_client, integration)
     failed = body.split('class="test-step failed"', 1)
     assert len(failed) == 2, body[:2000]
     assert failed_step in failed[1].split("</li>", 1)[0]
     assert fix in body
     assert "The test did not pass" in body
-    assert on_prem.status == Integration.Status.UNVERIFIED
+    assert integration.status == Integration.Status.UNVERIFIED
 
 
-def test_a_mailbox_exchange_does_not_know_is_said_so(en_client, on_prem):
-    body = run_test(en_client, on_prem, mailbox="ingen@kommun.example.se")
+def test_a_mailbox_exchange_does_not_know_is_said_so(en_client, integration):
+    body = run_test(en_client, integration, mailbox="ingen@kommun.example.se")
     assert "Exchange has no mailbox ingen@kommun.example.se" in body
-    assert on_prem.status == Integration.Status.UNVERIFIED
+    assert integration.status == Integration.Status.UNVERIFIED
 
 
-def test_an_address_is_needed(en_client, on_prem):
-    body = run_test(en_client, on_prem, mailbox="inte-en-adress")
+def test_an_address_is_needed(en_client, integration):
+    body = run_test(en_client, integration, mailbox="inte-en-adress")
     assert "Enter the address of a mailbox" in body and 'id="test-steps"' not in body
 
 
-def test_another_companys_integration_is_404(client, on_prem, other_company, django_user_model):
+def test_another_companys_integration_is_404(client, integration, other_company, django_user_model):
     outsider = django_user_model.objects.create_user("admin@annat.se", password="pw-x-12345")
     Membership.objects.create(user=outsider, company=other_company)
     client.force_login(outsider)
-    url = reverse("calendarsync:integration_connection_test", args=[on_prem.code])
+    url = reverse("calendarsync:integration_connection_test", args=[integration.code])
     assert client.post(url, {"mailbox": PERSON}).status_code == 404

@@ -4,10 +4,8 @@
 from datetime import UTC, datetime
 
 import pytest
-from exchangelib.protocol import BaseProtocol
 
 from calendarsync.items import ItemKind, ShowAs
-from calendarsync.models import Integration
 from calendarsync.providers import provider_for
 from calendarsync.providers.base import (
     CredentialsRejected,
@@ -16,7 +14,6 @@ from calendarsync.providers.base import (
     ProviderError,
 )
 from calendarsync.providers.ews import client
-from sandbox.ews.server import DEFAULT_PASSWORD, DEFAULT_USERNAME
 
 PERSON = "kalle@kommun.example.se"
 START, END = datetime(2030, 3, 4, tzinfo=UTC), datetime(2030, 3, 9, tzinfo=UTC)
@@ -24,24 +21,8 @@ BODY_URIS = {"item:Body", "item:TextBody", "item:UniqueBody", "item:MimeContent"
 
 
 @pytest.fixture
-def on_prem(ews, company, settings):
-    """An EWS integration pointed at the sandbox; the product trusts its CA by setting."""
-    BaseProtocol.HTTP_ADAPTER_CLS = client.TrustedCAAdapter  # the product's, not the fixture's
-    settings.EWS_CA_BUNDLE = str(ews.ca_file)
-    settings.OUTBOUND_ALLOWED_HOSTS = [f"127.0.0.1:{ews.server.port}"]
-    settings.EWS_MAX_WAIT = 5
-    ews.add_mailbox(PERSON, "Kalle Kommun")
-    integration = Integration.objects.create(
-        company=company,
-        kind=Integration.Kind.EWS,
-        name="Exchange On Prem",
-        status=Integration.Status.CONNECTED,
-        ews_url=ews.ews_url,
-        ews_username=DEFAULT_USERNAME,
-        ews_password=DEFAULT_PASSWORD,
-    )
-    yield integration
-    client.forget(integration)
+def integration(on_prem, company):
+    return on_prem(company, PERSON, name="Kalle Kommun")
 
 
 def week(ews):
@@ -57,10 +38,10 @@ def week(ews):
                      recurrence={"pattern": "weekdays", "count": 3})  # fmt: skip
 
 
-def test_a_window_read_returns_bookings_and_drops_private_ones(ews, on_prem):
+def test_a_window_read_returns_bookings_and_drops_private_ones(ews, integration):
     week(ews)
     ews.clear_requests()
-    items = provider_for(on_prem).fetch(PERSON, START, END, include_subject=True)
+    items = provider_for(integration).fetch(PERSON, START, END, include_subject=True)
     by_subject = {item.subject: item for item in items}
     assert "Läkarbesök" not in by_subject  # private: never leaves the provider package
     assert by_subject["Styrgrupp"].start == datetime(2030, 3, 4, 9, tzinfo=UTC)
@@ -73,23 +54,23 @@ def test_a_window_read_returns_bookings_and_drops_private_ones(ews, on_prem):
     assert mailboxes == {PERSON}  # impersonated as the mailbox itself
 
 
-def test_no_request_asks_for_the_body_nor_without_permission_the_subject(ews, on_prem):
+def test_no_request_asks_for_the_body_nor_without_permission_the_subject(ews, integration):
     week(ews)
     ews.clear_requests()
-    items = provider_for(on_prem).fetch(PERSON, START, END, include_subject=False)
+    items = provider_for(integration).fetch(PERSON, START, END, include_subject=False)
     assert items and all(item.subject is None for item in items)
     asked = ews.asked_fields()
     assert "calendar:Start" in asked and "calendar:LegacyFreeBusyStatus" in asked
     assert not asked & BODY_URIS
     assert "item:Subject" not in asked
     ews.clear_requests()
-    provider_for(on_prem).fetch(PERSON, START, END, include_subject=True)
+    provider_for(integration).fetch(PERSON, START, END, include_subject=True)
     assert "item:Subject" in ews.asked_fields() and not ews.asked_fields() & BODY_URIS
 
 
-def test_many_mailboxes_are_read_and_one_unknown_is_that_users_error(ews, on_prem):
+def test_many_mailboxes_are_read_and_one_unknown_is_that_users_error(ews, integration):
     ews.add_mailbox("lisa@kommun.example.se", "Lisa")
-    results = provider_for(on_prem).fetch_many(
+    results = provider_for(integration).fetch_many(
         [PERSON, "lisa@kommun.example.se", "ingen@kommun.example.se"],
         START,
         END,
@@ -99,54 +80,54 @@ def test_many_mailboxes_are_read_and_one_unknown_is_that_users_error(ews, on_pre
     assert isinstance(results["ingen@kommun.example.se"], MailboxNotFound)
 
 
-def test_impersonation_denied_means_the_integration_needs_its_admin(ews, on_prem):
+def test_impersonation_denied_means_the_integration_needs_its_admin(ews, integration):
     ews.knobs(impersonation=False)
     with pytest.raises(PermissionsRemoved) as caught:
-        provider_for(on_prem).fetch(PERSON, START, END, include_subject=False)
+        provider_for(integration).fetch(PERSON, START, END, include_subject=False)
     assert caught.value.code == "impersonation_denied"
 
 
-def test_a_wrong_password_is_the_credentials(ews, on_prem):
+def test_a_wrong_password_is_the_credentials(ews, integration):
     ews.knobs(password="Ett-annat-lösen-2")
     with pytest.raises(CredentialsRejected):
-        provider_for(on_prem).fetch(PERSON, START, END, include_subject=False)
+        provider_for(integration).fetch(PERSON, START, END, include_subject=False)
 
 
-def test_server_busy_is_waited_out(ews, on_prem):
+def test_server_busy_is_waited_out(ews, integration):
     week(ews)
     ews.knobs(server_busy={"count": 2, "back_off_ms": 200})
-    assert provider_for(on_prem).fetch(PERSON, START, END, include_subject=True)
+    assert provider_for(integration).fetch(PERSON, START, END, include_subject=True)
 
 
-def test_an_untrusted_certificate_is_refused_not_ignored(ews, on_prem, settings, tmp_path):
+def test_an_untrusted_certificate_is_refused_not_ignored(ews, integration, settings, tmp_path):
     import trustme
 
     other = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
     settings.EWS_CA_BUNDLE = str(other)
-    client.forget(on_prem)
+    client.forget(integration)
     with pytest.raises(ProviderError) as caught:
-        provider_for(on_prem).fetch(PERSON, START, END, include_subject=False)
+        provider_for(integration).fetch(PERSON, START, END, include_subject=False)
     assert caught.value.code == "tls"
 
 
-def test_an_internal_address_is_refused_before_any_connection(ews, on_prem, settings):
+def test_an_internal_address_is_refused_before_any_connection(ews, integration, settings):
     settings.OUTBOUND_ALLOWED_HOSTS = []
-    client.forget(on_prem)
+    client.forget(integration)
     ews.clear_requests()
     with pytest.raises(ProviderError) as caught:
-        provider_for(on_prem).fetch(PERSON, START, END, include_subject=False)
+        provider_for(integration).fetch(PERSON, START, END, include_subject=False)
     assert caught.value.code == "url_refused"
     assert ews.requests() == []
 
 
-def test_verify_probes_the_server_and_impersonates_the_first_user(ews, on_prem, subscription):
+def test_verify_probes_the_server_and_impersonates_the_first_user(ews, integration, subscription):
     subscription.email = PERSON
     subscription.save()
-    on_prem.users.create(subscription=subscription, email=PERSON)
+    integration.users.create(subscription=subscription, email=PERSON)
     ews.clear_requests()
-    provider_for(on_prem).verify()
+    provider_for(integration).verify()
     assert any(entry.get("mailbox") == PERSON for entry in ews.requests())
     ews.knobs(impersonation=False)
     with pytest.raises(PermissionsRemoved):
-        provider_for(on_prem).verify()
+        provider_for(integration).verify()

@@ -6,13 +6,10 @@ its watermark so the changes of the gap still arrive."""
 import pytest
 from django.urls import reverse
 from django.utils import timezone
-from exchangelib.protocol import BaseProtocol
 
 from calendarsync import subscriptions, tasks
-from calendarsync.models import Integration, MailboxSubscription, SyncedUser
+from calendarsync.models import MailboxSubscription, SyncedUser
 from calendarsync.providers import provider_for
-from calendarsync.providers.ews import client
-from sandbox.ews.server import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from tests.m365_sandbox import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,24 +18,12 @@ PERSON = "kalle@kommun.example.se"
 
 
 @pytest.fixture
-def synced(ews, company, settings, live_server, monkeypatch, subscription):
+def synced(ews, on_prem, company, settings, live_server, monkeypatch, subscription):
     """Kalle's mailbox on an EWS integration; the sandbox pushes to the live server. Syncs
     the notifications ask for are recorded instead of run."""
-    BaseProtocol.HTTP_ADAPTER_CLS = client.TrustedCAAdapter
-    settings.EWS_CA_BUNDLE = str(ews.ca_file)
-    settings.OUTBOUND_ALLOWED_HOSTS = [f"127.0.0.1:{ews.server.port}"]
     settings.EWS_NOTIFICATION_URL = live_server.url + reverse("ews_notifications")
     ews.knobs(retry_seconds=0.2)
-    ews.add_mailbox(PERSON, "Kalle Kommun")
-    integration = Integration.objects.create(
-        company=company,
-        kind=Integration.Kind.EWS,
-        name="Exchange On Prem",
-        status=Integration.Status.CONNECTED,
-        ews_url=ews.ews_url,
-        ews_username=DEFAULT_USERNAME,
-        ews_password=DEFAULT_PASSWORD,
-    )
+    integration = on_prem(company, PERSON, name="Kalle Kommun")
     subscription.email = PERSON
     subscription.save()
     user = SyncedUser.objects.create(
@@ -46,8 +31,7 @@ def synced(ews, company, settings, live_server, monkeypatch, subscription):
     )
     runs = []
     monkeypatch.setattr(tasks.sync_mailbox, "apply_async", lambda args, **kw: runs.append(args[0]))
-    yield user, runs
-    client.forget(integration)
+    return user, runs
 
 
 def event(ews, subject, hour):

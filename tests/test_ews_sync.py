@@ -6,13 +6,10 @@ from datetime import UTC, timedelta
 
 import pytest
 from django.utils import timezone
-from exchangelib.protocol import BaseProtocol
 
 from calendarsync.models import Integration, SyncedUser
-from calendarsync.providers.ews import client
 from calendarsync.sync import sync_mailbox
 from onex.models import Subscription
-from sandbox.ews.server import DEFAULT_PASSWORD, DEFAULT_USERNAME
 
 ANNA = "anna.andersson@demo.se"  # sub-anna in the One X sandbox's Demo AB
 BODY_URIS = {"item:Body", "item:TextBody", "item:UniqueBody", "item:MimeContent"}
@@ -21,25 +18,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def anna(ews, onex_sandbox, company, settings):
-    BaseProtocol.HTTP_ADAPTER_CLS = client.TrustedCAAdapter
-    settings.EWS_CA_BUNDLE = str(ews.ca_file)
-    settings.OUTBOUND_ALLOWED_HOSTS = [f"127.0.0.1:{ews.server.port}"]
-    ews.add_mailbox(ANNA, "Anna Andersson")
-    integration = Integration.objects.create(
-        company=company,
-        kind=Integration.Kind.EWS,
-        name="Exchange On Prem",
-        status=Integration.Status.CONNECTED,
-        ews_url=ews.ews_url,
-        ews_username=DEFAULT_USERNAME,
-        ews_password=DEFAULT_PASSWORD,
-    )
+def anna(on_prem, onex_sandbox, company):
+    integration = on_prem(company, ANNA, name="Anna Andersson")
     subscription = Subscription.objects.create(
         company=company, onex_id="sub-anna", email=ANNA, display_name="Anna", has_diversion=True
     )
-    yield SyncedUser.objects.create(integration=integration, subscription=subscription, email=ANNA)
-    client.forget(integration)
+    return SyncedUser.objects.create(integration=integration, subscription=subscription, email=ANNA)
 
 
 def soon(hours):
