@@ -4,6 +4,7 @@ import argparse
 import os
 from pathlib import Path
 
+from . import demo
 from .server import EwsServer
 
 VAR_DIR = Path(os.environ.get("MSS_VAR_DIR", Path(__file__).resolve().parents[2] / "var"))
@@ -19,8 +20,15 @@ def main(argv=None):
         help="where to write the test CA's PEM (the product's EWS_CA_BUNDLE)",
     )
     parser.add_argument("--no-demo", action="store_true", help="start without Demo Kommun")
+    parser.add_argument(
+        "--bench-mailboxes",
+        type=int,
+        default=0,
+        help="also this many mailboxes bench-NNNN@bench.example.se, each a realistic fortnight",
+    )
     args = parser.parse_args(argv)
     server = EwsServer(args.host, args.port, ca_file=args.ca_file, with_demo=not args.no_demo)
+    demo.load_bench(server.sandbox, args.bench_mailboxes)
     server.run_in_foreground("EWS sandbox")
 
 

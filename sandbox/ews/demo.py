@@ -128,3 +128,13 @@ def load(sandbox, now: datetime | None = None):
         for booking in fortnight(number, now):
             sandbox.add_booking(email, booking)
     sandbox.add_group(GROUP[0], GROUP[1], [email for email, *_ in PEOPLE])
+
+
+def load_bench(sandbox, count: int, now: datetime | None = None):
+    """`count` mailboxes for benchmarks, each with one of the demo people's fortnights."""
+    now = now or datetime.now(UTC)
+    for number in range(count):
+        email = f"bench-{number:04}@bench.example.se"
+        sandbox.add_mailbox(email, f"Bench {number:04}")
+        for booking in fortnight(number % len(PEOPLE), now):
+            sandbox.add_booking(email, booking)
