@@ -24,6 +24,8 @@ from exchangelib import (
     FaultTolerance,
 )
 from exchangelib import errors as ews_errors
+from exchangelib.folders import Calendar, DistinguishedFolderId, Root
+from exchangelib.properties import Mailbox
 from exchangelib.protocol import BaseProtocol, Protocol
 
 from calendarsync import outbound
@@ -97,6 +99,20 @@ def account(integration, mailbox: str, *, impersonate: bool = True) -> Account:
         autodiscover=False,
         access_type=IMPERSONATION if impersonate else DELEGATE,
         default_timezone=STOCKHOLM,
+    )
+
+
+def calendar(integration, mailbox: str):
+    """The mailbox's calendar folder by its distinguished id, without fetching it: exchangelib's
+    `account.calendar` would first GetFolder the root and then the calendar, two requests per
+    mailbox and read for nothing but the folder's id."""
+    owner = Mailbox(email_address=mailbox)
+    root = Root(
+        account=account(integration, mailbox),
+        _distinguished_id=DistinguishedFolderId(id="msgfolderroot", mailbox=owner),
+    )
+    return Calendar(
+        root=root, _distinguished_id=DistinguishedFolderId(id="calendar", mailbox=owner)
     )
 
 

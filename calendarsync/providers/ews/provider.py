@@ -57,10 +57,11 @@ class EwsProvider:
         # A day more on each side: all-day items are days, and can fall off the window's edge.
         first, last = start - timedelta(days=1), end + timedelta(days=1)
         try:
-            calendar = client.account(self.integration, mailbox).calendar
-            view = calendar.view(
-                start=EWSDateTime.from_datetime(first), end=EWSDateTime.from_datetime(last)
-            ).only(*view_fields(include_subject=include_subject))
+            view = (
+                client.calendar(self.integration, mailbox)
+                .view(start=EWSDateTime.from_datetime(first), end=EWSDateTime.from_datetime(last))
+                .only(*view_fields(include_subject=include_subject))
+            )
             items = items_from_ews(view, include_subject=include_subject)
         except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
             raise client.classify(exc) from exc
@@ -103,6 +104,7 @@ class EwsProvider:
 
     def subscribe(self, mailbox: str, watermark: str | None = None) -> Subscribed:
         try:
+            # Subscribing needs the fetched folder (its id); reads do not (client.calendar).
             calendar = client.account(self.integration, mailbox).calendar
             subscription_id, new_watermark = calendar.subscribe_to_push(
                 callback_url=settings.EWS_NOTIFICATION_URL,
