@@ -99,6 +99,13 @@ MESSAGES: dict[str, Message] = {
             "administrator gives consent again (or restores the service account's rights)."
         ),
     ),
+    "server_untrusted": Message(
+        Kind.CONNECTION,
+        _(
+            "The Exchange server's certificate is not trusted (%(code)s). Syncing is paused "
+            "until the certificate is fixed and the connection tested again."
+        ),
+    ),
     "connection_changed": Message(Kind.CONNECTION, _("Changed the Exchange On Prem connection.")),
     "removing": Message(Kind.CONNECTION, _("The integration is being removed.")),
     "integration_removed": Message(

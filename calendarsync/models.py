@@ -58,6 +58,7 @@ class Integration(models.Model):
         CONSENT_REVOKED = "consent_revoked", _("consent revoked")
         CREDENTIALS_REJECTED = "credentials_rejected", _("credentials rejected")
         PERMISSIONS_REMOVED = "permissions_removed", _("permissions removed")
+        SERVER_UNTRUSTED = "server_untrusted", _("server certificate not trusted")
 
     # Statuses in which bookings flow (with `active` on).
     SYNCING = (Status.CONNECTED, Status.ERROR)

@@ -4,16 +4,20 @@
 from datetime import UTC, datetime
 
 import pytest
+from django.urls import reverse
 
 from calendarsync.items import ItemKind, ShowAs
+from calendarsync.models import Integration
 from calendarsync.providers import provider_for
 from calendarsync.providers.base import (
     CredentialsRejected,
     MailboxNotFound,
     PermissionsRemoved,
     ProviderError,
+    ServerUntrusted,
 )
 from calendarsync.providers.ews import client
+from calendarsync.sync import sync_mailbox
 
 PERSON = "kalle@kommun.example.se"
 START, END = datetime(2030, 3, 4, tzinfo=UTC), datetime(2030, 3, 9, tzinfo=UTC)
@@ -106,7 +110,7 @@ def test_an_untrusted_certificate_is_refused_not_ignored(ews, integration, setti
     trustme.CA().cert_pem.write_to_path(str(other))
     settings.EWS_CA_BUNDLE = str(other)
     client.forget(integration)
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(ServerUntrusted) as caught:  # the whole integration needs its admin
         provider_for(integration).fetch(PERSON, START, END, include_subject=False)
     assert caught.value.code == "tls"
 
@@ -131,3 +135,18 @@ def test_verify_probes_the_server_and_impersonates_the_first_user(ews, integrati
     ews.knobs(impersonation=False)
     with pytest.raises(PermissionsRemoved):
         provider_for(integration).verify()
+
+
+def test_a_lost_impersonation_pauses_the_integration_with_the_exchange_fix(
+    ews, integration, subscription, onex_sandbox, en_client
+):
+    subscription.email = PERSON
+    subscription.save()
+    user = integration.users.create(subscription=subscription, email=PERSON)
+    ews.knobs(impersonation=False)
+    sync_mailbox(user)
+    integration.refresh_from_db()
+    assert integration.status == Integration.Status.NEEDS_ATTENTION
+    assert integration.attention == Integration.Attention.PERMISSIONS_REMOVED
+    body = en_client.get(reverse("calendarsync:integration", args=[integration.code])).content
+    assert b"New-ManagementRoleAssignment -Role:ApplicationImpersonation" in body

@@ -38,6 +38,7 @@ class Attention(enum.StrEnum):
     CONSENT_REVOKED = "consent_revoked"
     CREDENTIALS_REJECTED = "credentials_rejected"
     PERMISSIONS_REMOVED = "permissions_removed"
+    SERVER_UNTRUSTED = "server_untrusted"
 
 
 class AccessLost(ProviderError):
@@ -66,6 +67,13 @@ class PermissionsRemoved(AccessLost):
     """Signed in, but the app may no longer read calendars."""
 
     reason = Attention.PERMISSIONS_REMOVED
+
+
+class ServerUntrusted(AccessLost):
+    """The server's certificate is not trusted (or is for another host name): nothing is sent
+    to it until its administrator fixes the certificate."""
+
+    reason = Attention.SERVER_UNTRUSTED
 
 
 class SubscriptionGone(ProviderError):

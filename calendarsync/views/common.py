@@ -28,6 +28,29 @@ ATTENTION_HINTS = {
         "administrator approves again in Microsoft (or restores the service account's rights)."
     ),
 }
+# Exchange On Prem: the fix is on the customer's Exchange server, then Testa anslutningen.
+EWS_ATTENTION_HINTS = {
+    Integration.Attention.CREDENTIALS_REJECTED: gettext_lazy(
+        "Exchange refused the service account's password. Syncing is paused: enter the "
+        "password again on the Connection tab and test the connection."
+    ),
+    Integration.Attention.PERMISSIONS_REMOVED: gettext_lazy(
+        "The service account may no longer act as the users (ApplicationImpersonation). "
+        "Syncing is paused: run New-ManagementRoleAssignment -Role:ApplicationImpersonation "
+        "for the account in the Exchange Management Shell, then test the connection."
+    ),
+    Integration.Attention.SERVER_UNTRUSTED: gettext_lazy(
+        "The Exchange server's certificate is not trusted, or is for another host name. "
+        "Syncing is paused: install a certificate from a public certificate authority for "
+        "the host name in the EWS URL, then test the connection."
+    ),
+}
+
+
+def attention_hint(integration) -> str:
+    if integration.kind == Integration.Kind.EWS:
+        return EWS_ATTENTION_HINTS.get(integration.attention, "")
+    return ATTENTION_HINTS.get(integration.attention, "")
 
 
 def get_integration(request, code) -> Integration:
@@ -49,7 +72,7 @@ def render_tab(request, template, integration, tab, context=None, *, partial=Non
         "integration": integration,
         "tab": tab,
         "consent_url": consent_url(integration),
-        "attention_hint": ATTENTION_HINTS.get(integration.attention, ""),
+        "attention_hint": attention_hint(integration),
         "offer_consent": _offer_consent(integration),
         "app_display_name": settings.MS_APP_DISPLAY_NAME,
         **(ews_firewall() if integration.kind == integration.Kind.EWS else {}),

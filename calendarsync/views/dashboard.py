@@ -17,7 +17,7 @@ from onex.models import AbsenceReason
 from ..models import Booking, Forwarding, MailboxSubscription, SyncedUser
 from ..progress import sync_progress
 from .activity import activity_log_context
-from .common import ATTENTION_HINTS, banner_context, get_integration, render_tab
+from .common import attention_hint, banner_context, get_integration, render_tab
 
 TIMELINE_DAYS = 14
 EXPIRING_WITHIN = timedelta(hours=24)
@@ -51,7 +51,7 @@ def _fix_hint(integration):
     if integration.status == status.UNVERIFIED:
         return _("The Exchange On Prem connection has not been verified yet.")
     if integration.status == status.NEEDS_ATTENTION:
-        return ATTENTION_HINTS.get(integration.attention, "")
+        return attention_hint(integration)
     if integration.status == status.REMOVING:
         return _("The integration is being removed.")
     if integration.status == status.ERROR:

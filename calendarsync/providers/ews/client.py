@@ -30,7 +30,13 @@ from exchangelib.protocol import BaseProtocol, Protocol
 
 from calendarsync import outbound
 
-from ..base import CredentialsRejected, MailboxNotFound, PermissionsRemoved, ProviderError
+from ..base import (
+    CredentialsRejected,
+    MailboxNotFound,
+    PermissionsRemoved,
+    ProviderError,
+    ServerUntrusted,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +140,7 @@ def classify(exc: Exception) -> ProviderError:
     if isinstance(exc, ews_errors.RateLimitError):
         return ProviderError("EWS kept answering ErrorServerBusy", code="server_busy")
     if isinstance(exc, requests.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        return ProviderError("the EWS certificate is not trusted", permanent=True, code="tls")
+        return ServerUntrusted("the EWS certificate is not trusted", code="tls")
     if isinstance(exc, ews_errors.TransportError | requests.RequestException | OSError):
         return ProviderError(f"EWS unreachable: {type(exc).__name__}", code="unreachable")
     if isinstance(exc, ews_errors.EWSError):
