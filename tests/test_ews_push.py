@@ -127,3 +127,11 @@ def test_a_body_that_is_not_a_notification_is_400(client):
     url = reverse("ews_notifications")
     assert client.post(url, b"<not-soap/>", content_type="text/xml").status_code == 400
     assert client.get(url).status_code == 405
+
+
+def test_the_dashboard_counts_a_live_ews_subscription_as_active(ews, synced, en_client):
+    user, _runs = synced
+    subscriptions.ensure([user])
+    url = reverse("calendarsync:dashboard", args=[user.integration.code])
+    health = en_client.get(url).context["health"]
+    assert health["active"] == 1 and health["expiring"] == 0

@@ -187,17 +187,18 @@ def _status_context(integration):
             filter=Q(forwarding=Forwarding.DIVERT, start__lt=day_end, end__gt=day_start),
         ),
     )
+    # An EWS subscription's expiry is when it counts as lost (no status event for twice the
+    # status frequency): it is "expiring" only once that has passed, never a day ahead.
+    soon = now + (timedelta(0) if integration.kind == integration.Kind.EWS else EXPIRING_WITHIN)
     health = MailboxSubscription.objects.filter(synced_user__integration=integration).aggregate(
         active=Count(
             "id",
             filter=Q(status=MailboxSubscription.Status.ACTIVE)
-            & (Q(expires_at__isnull=True) | Q(expires_at__gt=now + EXPIRING_WITHIN)),
+            & (Q(expires_at__isnull=True) | Q(expires_at__gt=soon)),
         ),
         expiring=Count(
             "id",
-            filter=Q(
-                status=MailboxSubscription.Status.ACTIVE, expires_at__lte=now + EXPIRING_WITHIN
-            ),
+            filter=Q(status=MailboxSubscription.Status.ACTIVE, expires_at__lte=soon),
         ),
         failed=Count("id", filter=Q(status=MailboxSubscription.Status.FAILED)),
     )
