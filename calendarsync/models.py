@@ -94,6 +94,8 @@ class Integration(models.Model):
     ews_url = models.URLField(_("EWS URL"), blank=True)
     ews_username = models.CharField(_("service account"), max_length=200, blank=True)
     ews_password = EncryptedTextField(_("password"), blank=True)
+    # The Exchange build a passing connection test found: later connections skip the probe.
+    ews_build = models.CharField(_("Exchange build"), max_length=40, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 

@@ -1,11 +1,16 @@
 """Testa anslutningen against the EWS sandbox: each failure shows its step and its fix; only a
 test where every step passed connects the integration."""
 
+from datetime import UTC, datetime
+
 import pytest
 import trustme
 from django.urls import reverse
+from exchangelib.protocol import Protocol
 
 from calendarsync.models import Integration
+from calendarsync.providers import provider_for
+from calendarsync.providers.ews import client
 from onex.models import Membership
 
 PERSON = "kalle@kommun.example.se"
@@ -91,3 +96,21 @@ def test_another_companys_integration_is_404(client, integration, other_company,
     client.force_login(outsider)
     url = reverse("calendarsync:integration_connection_test", args=[integration.code])
     assert client.post(url, {"mailbox": PERSON}).status_code == 404
+
+
+def test_a_passing_test_records_the_build_and_later_reads_skip_the_probe(
+    en_client, integration, ews
+):
+
+    run_test(en_client, integration)
+    assert integration.ews_build.startswith("15.")
+    client.forget(integration)
+    Protocol.clear_cache()  # a new worker process
+    ews.clear_requests()
+    provider_for(integration).fetch(
+        PERSON, datetime(2030, 3, 4, tzinfo=UTC), datetime(2030, 3, 9, tzinfo=UTC),
+        include_subject=False,
+    )  # fmt: skip
+    operations = [entry.get("operation") for entry in ews.requests()]
+    # exchangelib probes an unknown version with ConvertId; a known build is not probed.
+    assert "ConvertId" not in operations and "FindItem" in operations

@@ -27,6 +27,7 @@ from exchangelib import errors as ews_errors
 from exchangelib.folders import Calendar, DistinguishedFolderId, Root
 from exchangelib.properties import Mailbox
 from exchangelib.protocol import BaseProtocol, Protocol
+from exchangelib.version import Build, Version
 
 from calendarsync import outbound
 
@@ -72,7 +73,22 @@ _configs_lock = threading.Lock()
 
 
 def _config_key(integration) -> tuple:
-    return (integration.pk, integration.ews_url, integration.ews_username, integration.updated_at)
+    return (
+        integration.pk,
+        integration.ews_url,
+        integration.ews_username,
+        integration.ews_build,
+        integration.updated_at,
+    )
+
+
+def known_version(integration) -> Version | None:
+    """The build a connection test recorded, so exchangelib need not probe for it."""
+    try:
+        parts = [int(part) for part in integration.ews_build.split(".")]
+        return Version(build=Build(*parts[:4])) if len(parts) >= 2 else None
+    except (ValueError, TypeError):
+        return None
 
 
 def configuration(integration) -> Configuration:
@@ -93,6 +109,7 @@ def configuration(integration) -> Configuration:
                 auth_type=AUTH_TYPES.get(settings.EWS_AUTH_TYPE, NTLM),
                 retry_policy=WaitOutThrottling(max_wait=settings.EWS_MAX_WAIT),
                 max_connections=settings.EWS_MAX_CONNECTIONS,
+                version=known_version(integration),
             )
             _configs[key] = config
         return config

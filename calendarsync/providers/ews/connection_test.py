@@ -83,7 +83,10 @@ def _tls(integration, mailbox) -> Step:
 
 def _account(integration, mailbox) -> Step:
     name = _("The service account")
-    client.forget(integration)  # a new password or URL must be the one tried
+    # Probe afresh: a new password or URL must be the one tried, and a recorded build would
+    # let exchangelib skip the (authenticated) probe.
+    integration.ews_build = ""
+    client.forget(integration)
     try:
         version = client.server_version(integration)
     except Exception as exc:  # noqa: BLE001 - classified below
@@ -99,6 +102,8 @@ def _account(integration, mailbox) -> Step:
                 ),
             )
         return Step(name, False, str(error), _("Check the EWS URL and try again."))
+    integration.ews_build = str(version.build or "")
+    type(integration).objects.filter(pk=integration.pk).update(ews_build=integration.ews_build)
     # The build names the server (15.2 = Exchange 2019); the API version is the schema it speaks.
     label = " ".join(str(part) for part in (version.build, f"({version.api_version})") if part)
     return Step(name, True, _("Signed in. Exchange version: %(version)s") % {"version": label})
