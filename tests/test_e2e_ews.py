@@ -20,10 +20,16 @@ ANNA = "anna.andersson@demo.se"  # sub-anna in the One X sandbox's Demo AB
 
 
 @pytest.fixture
-def worker_env(on_prem, live_server, settings):
+def notification_url(live_server):
+    """Where Exchange is to push: the live server's notification service."""
+    return live_server.url + reverse("ews_notifications")
+
+
+@pytest.fixture
+def worker_env(on_prem, notification_url, settings):
     """The worker reaches the EWS sandbox as the product does here (on_prem's settings) and
-    subscribes mailboxes to the live server's notification service."""
-    settings.EWS_NOTIFICATION_URL = live_server.url + reverse("ews_notifications")
+    subscribes mailboxes to `notification_url`."""
+    settings.EWS_NOTIFICATION_URL = notification_url
     return {
         "EWS_CA_BUNDLE": settings.EWS_CA_BUNDLE,
         "OUTBOUND_ALLOWED_HOSTS": settings.OUTBOUND_ALLOWED_HOSTS[0],

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from calendarsync import subscriptions, tasks
 from calendarsync.models import MailboxSubscription, SyncedUser
-from onex.models import Subscription
 from tests.m365_sandbox import wait_for
+from tests.test_e2e_ews import anna, entries, worker_env  # noqa: F401 - shared fixtures
 from tests.test_e2e_graph import worker  # noqa: F401 - the real Celery worker fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -66,41 +66,24 @@ def relay(live_server):
 
 
 @pytest.fixture
-def worker_env(on_prem, relay, settings):
-    settings.EWS_NOTIFICATION_URL = relay.url
-    return {
-        "EWS_CA_BUNDLE": settings.EWS_CA_BUNDLE,
-        "OUTBOUND_ALLOWED_HOSTS": settings.OUTBOUND_ALLOWED_HOSTS[0],
-        "EWS_NOTIFICATION_URL": relay.url,
-    }
+def notification_url(relay):
+    return relay.url
 
 
-@pytest.fixture
-def anna(on_prem, company, worker_env):
-    integration = on_prem(company, ANNA, name="Anna Andersson")
-    subscription = Subscription.objects.create(
-        company=company, onex_id="sub-anna", email=ANNA, display_name="Anna", has_diversion=True
-    )
-    return SyncedUser.objects.create(integration=integration, subscription=subscription, email=ANNA)
-
-
-def entries(onex_sandbox):
-    return [e for e in onex_sandbox.absences("demo-ab") if e["subscriptionId"] == "sub-anna"]
-
-
-@pytest.mark.usefixtures("worker")
+@pytest.mark.usefixtures("worker", "anna")
 def test_changes_made_while_we_were_down_arrive_through_the_resumed_watermark(
-    ews, onex_sandbox, anna, relay
+    ews, onex_sandbox, relay
 ):
+    user = SyncedUser.objects.get(email=ANNA)
     ews.knobs(status_seconds=2, retry_seconds=0.2)  # Exchange gives up after a status period
-    tasks.start_syncing(SyncedUser.objects.filter(pk=anna.pk))
+    tasks.start_syncing(SyncedUser.objects.filter(pk=user.pk))
     wait_for(
-        lambda: MailboxSubscription.objects.filter(synced_user=anna).exclude(watermark="").exists(),
+        lambda: MailboxSubscription.objects.filter(synced_user=user).exclude(watermark="").exists(),
         60,
         message="the worker's push subscription",
     )
-    wait_for(lambda: SyncedUser.objects.get(pk=anna.pk).last_synced_at, 60, message="first sync")
-    first = MailboxSubscription.objects.get(synced_user=anna).provider_subscription_id
+    wait_for(lambda: SyncedUser.objects.get(pk=user.pk).last_synced_at, 60, message="first sync")
+    first = MailboxSubscription.objects.get(synced_user=user).provider_subscription_id
 
     relay.on = False  # our notification service is down
     start = (timezone.now() + timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
@@ -122,10 +105,10 @@ def test_changes_made_while_we_were_down_arrive_through_the_resumed_watermark(
     relay.on = True
     # Twice the status frequency in silence: the subscription counts as lost, and the renewal
     # job (here asked directly, as beat would) subscribes again from its watermark.
-    MailboxSubscription.objects.filter(synced_user=anna).update(expires_at=timezone.now())
+    MailboxSubscription.objects.filter(synced_user=user).update(expires_at=timezone.now())
     tasks.request_subscriptions(subscriptions.due_users())
     wait_for(lambda: len(entries(onex_sandbox)) == 3, 60, message="the three changes in One X")
-    resumed = MailboxSubscription.objects.get(synced_user=anna).provider_subscription_id
+    resumed = MailboxSubscription.objects.get(synced_user=user).provider_subscription_id
     assert resumed != first
     delivered = [
         d for d in ews.deliveries()
