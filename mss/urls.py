@@ -22,6 +22,8 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("microsoft-sync/", include("calendarsync.urls")),
+    # The Outlook add-in: manifest, task pane, its API (stable URLs a deployed manifest names).
+    path("addin/", include("calendarsync.addin.urls")),
     # Where customers' Exchange servers push notifications (the seed's firewall table).
     path(
         "MSS/services/EWSNotificationService",

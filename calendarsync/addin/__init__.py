@@ -1,0 +1,1 @@
+"""The Outlook add-in: its manifest, task pane and JSON API (users steer their own bookings)."""
