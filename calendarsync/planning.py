@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from onex.models import AbsenceReason
 
-from . import rules
+from . import personal_rules, rules
 from .items import CalendarItem, ShowAs
 
 PREVIEW_SUBSCRIPTION_ID = "preview"
@@ -83,7 +83,7 @@ def settings_for(synced_user, *, rules_override=None, shared=None) -> rules.Plan
     return replace(
         shared,
         subscription_id=subscription.onex_id,
-        personal_profile=rules.choice_from_dict(synced_user.personal_profile),
+        personal_profile=personal_rules.parse(synced_user.personal_profile) or None,
         has_diversion=subscription.has_diversion,
         has_open_diversion=subscription.has_open_diversion,
     )
@@ -164,8 +164,11 @@ def settings_from_json(data) -> rules.PlanSettings:
             for code, value in reasons.items()
         }
     profile = data.get("personal_profile")
-    if profile and rules.choice_from_dict(profile) is None:
-        raise SettingsError('personal_profile needs "forwarding": "info", "divert" or "skip"')
+    if profile and not personal_rules.parse(profile):
+        raise SettingsError(
+            'personal_profile needs "forwarding": "info", "divert" or "skip"'
+            ' (for both, or under "busy" and "oof")'
+        )
     raw_rules = data.get("rules") or []
     if not isinstance(raw_rules, list):
         raise SettingsError("rules must be a list")
@@ -176,7 +179,7 @@ def settings_from_json(data) -> rules.PlanSettings:
         plugin_defaults_only=bool(data.get("plugin_defaults_only", False)),
         all_meetings_private=bool(data.get("all_meetings_private", True)),
         rules=tuple(_rule_from_json(raw, index) for index, raw in enumerate(raw_rules)),
-        personal_profile=rules.choice_from_dict(profile) if profile else None,
+        personal_profile=personal_rules.parse(profile) or None,
         has_diversion=bool(data.get("has_diversion", True)),
         has_open_diversion=bool(data.get("has_open_diversion", True)),
         reasons=reasons,

@@ -174,8 +174,6 @@ DEFAULT_TEMPLATE: tuple[Rule, ...] = (
     Rule(id=None, action=Action.INFO, reason_code=MEETING_REASON, show_as=frozenset({ShowAs.BUSY})),
     Rule(id=None, action=Action.INFO, reason_code=AWAY_REASON, show_as=frozenset({ShowAs.OOF})),
 )
-# Bookings a personal default profile speaks for (see the module docstring).
-PROFILE_SHOW_AS = frozenset({ShowAs.BUSY, ShowAs.OOF})
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +186,8 @@ class PlanSettings:
     plugin_defaults_only: bool = False
     all_meetings_private: bool = True
     rules: tuple[Rule, ...] = ()
-    personal_profile: AddinChoice | None = None
+    # The user's own rules (calendarsync/personal_rules.py): show-as → their choice.
+    personal_profile: Mapping[ShowAs, AddinChoice] | None = None
     has_diversion: bool = False
     has_open_diversion: bool = False
     # Reason code → diversion allowed. None when unknown: every code is trusted as given.
@@ -257,13 +256,9 @@ def decide(
         return None
     if settings.plugin_enabled and item.addin_choice is not None:
         return _from_choice(item.addin_choice, DecidedBy.ADDIN)
-    if (
-        settings.plugin_enabled
-        and not settings.plugin_defaults_only
-        and settings.personal_profile is not None
-        and item.show_as in PROFILE_SHOW_AS
-    ):
-        return _from_choice(settings.personal_profile, DecidedBy.PROFILE)
+    personal = (settings.personal_profile or {}).get(item.show_as)
+    if settings.plugin_enabled and not settings.plugin_defaults_only and personal is not None:
+        return _from_choice(personal, DecidedBy.PROFILE)
     subject = None if settings.all_meetings_private else item.subject
     for rule in settings.rules:
         if rule.matches(item, start, end, subject):

@@ -119,7 +119,9 @@ plan_settings = st.builds(
     plugin_defaults_only=st.booleans(),
     all_meetings_private=st.booleans(),
     rules=st.lists(rules, max_size=4).map(tuple),
-    personal_profile=st.sampled_from(ADDIN_CHOICES[7:]),
+    personal_profile=st.dictionaries(
+        st.sampled_from([ShowAs.BUSY, ShowAs.OOF]), st.sampled_from(ADDIN_CHOICES[7:])
+    ),
     has_diversion=st.booleans(),
     has_open_diversion=st.booleans(),
     reasons=st.none() | st.dictionaries(st.sampled_from(REASONS[:4]), st.booleans(), min_size=1),

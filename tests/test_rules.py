@@ -29,6 +29,11 @@ def only(items, **settings):
     return absences[0] if absences else None
 
 
+def both(choice):
+    """A personal profile that says the same for Busy and Out of office."""
+    return {ShowAs.BUSY: choice, ShowAs.OOF: choice}
+
+
 @pytest.mark.parametrize(
     ("show_as", "reason"),
     [
@@ -62,7 +67,7 @@ def test_it_applies_the_default_template(show_as, reason):
 def test_it_never_syncs_private_confidential_cancelled_or_declined(fields):
     choice = AddinChoice("divert", "MOTE")
     candidate = item(addin_choice=choice, **fields)
-    assert only([candidate], rules=(DIVERT_ALL,), personal_profile=choice) is None
+    assert only([candidate], rules=(DIVERT_ALL,), personal_profile=both(choice)) is None
 
 
 def test_it_syncs_personal_sensitivity_like_normal():
@@ -71,7 +76,9 @@ def test_it_syncs_personal_sensitivity_like_normal():
 
 def test_it_lets_the_addin_choice_win_over_profile_and_rules():
     candidate = item(show_as=ShowAs.FREE, addin_choice=AddinChoice("divert", "SEMESTER", True))
-    absence = only([candidate], rules=(SKIP_ALL,), personal_profile=AddinChoice("info", "LUNCH"))
+    absence = only(
+        [candidate], rules=(SKIP_ALL,), personal_profile=both(AddinChoice("info", "LUNCH"))
+    )
     assert (absence.reason_code, absence.forwarding, absence.open_diversion) == (
         "SEMESTER",
         "divert",
@@ -102,7 +109,9 @@ def test_it_uses_the_default_reason_when_the_addin_gives_none():
 
 
 def test_it_applies_the_personal_profile_before_admin_rules():
-    absence = only([item()], rules=(SKIP_ALL,), personal_profile=AddinChoice("divert", "LUNCH"))
+    absence = only(
+        [item()], rules=(SKIP_ALL,), personal_profile=both(AddinChoice("divert", "LUNCH"))
+    )
     assert (absence.decided_by, absence.reason_code, absence.forwarding) == (
         DecidedBy.PROFILE,
         "LUNCH",
@@ -115,15 +124,23 @@ def test_it_applies_the_personal_profile_before_admin_rules():
     [{"plugin_defaults_only": True}, {"plugin_enabled": False}],
 )
 def test_it_ignores_the_personal_profile_when_not_allowed(settings):
-    absence = only([item()], personal_profile=AddinChoice("divert", "LUNCH"), **settings)
+    absence = only([item()], personal_profile=both(AddinChoice("divert", "LUNCH")), **settings)
     assert absence.decided_by == DecidedBy.DEFAULT_TEMPLATE
+
+
+def test_it_applies_each_personal_rule_to_its_own_show_as():
+    profile = {ShowAs.BUSY: AddinChoice("divert", "MOTE")}
+    busy = only([item()], personal_profile=profile)
+    assert (busy.decided_by, busy.forwarding) == (DecidedBy.PROFILE, "divert")
+    away = only([item(show_as=ShowAs.OOF)], personal_profile=profile)
+    assert (away.decided_by, away.forwarding) == (DecidedBy.DEFAULT_TEMPLATE, "info")
 
 
 def test_it_applies_the_personal_profile_only_to_busy_and_out_of_office():
     profile = AddinChoice("divert", "LUNCH")
-    assert only([item(show_as=ShowAs.FREE)], personal_profile=profile) is None
-    assert only([item(show_as=ShowAs.OOF)], personal_profile=profile).decided_by == "profile"
-    assert only([item()], personal_profile=AddinChoice("skip")) is None
+    assert only([item(show_as=ShowAs.FREE)], personal_profile=both(profile)) is None
+    assert only([item(show_as=ShowAs.OOF)], personal_profile=both(profile)).decided_by == "profile"
+    assert only([item()], personal_profile=both(AddinChoice("skip"))) is None
 
 
 def test_it_tries_admin_rules_in_order_and_the_first_match_wins():
