@@ -11,11 +11,13 @@ import contextlib
 import http.server
 import threading
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import requests
 import requests.adapters
 import trustme
+from django.conf import settings
 from lxml import etree
 
 from sandbox.ews import DEFAULT_PASSWORD, DEFAULT_USERNAME, EwsServer
@@ -152,6 +154,43 @@ class EwsHandle:
     def delete_event(self, mailbox, event_id, soft=False):
         suffix = "?soft=1" if soft else ""
         return self.control("DELETE", f"mailboxes/{mailbox}/events/{event_id}{suffix}")
+
+    # the Outlook add-in: what Office.js gets from Exchange in the task pane
+    def metadata(self) -> dict:
+        """The auth metadata document (anonymous GET, as the product fetches it)."""
+        response = self.http.get(f"{self.url}/autodiscover/metadata/json/1", timeout=15)
+        response.raise_for_status()
+        return response.json()
+
+    def identity_token(self, mailbox, aud) -> str:
+        """getUserIdentityTokenAsync in `mailbox` for the add-in page `aud`."""
+        return self.control("POST", "addin/identity-token", {"mailbox": mailbox, "aud": aud})[
+            "token"
+        ]
+
+    def set_custom_properties(self, mailbox, item_id, properties, addin_id=None):
+        """Office's customProperties.saveAsync on an item or occurrence (an EWS ItemId, or a
+        booking id): pushes a ModifiedEvent. Returns the saved properties."""
+        payload = {
+            "mailbox": mailbox,
+            "item_id": item_id,
+            "addin_id": addin_id or settings.MS_ADDIN_ID,
+            "properties": properties,
+        }
+        return self.control("POST", "addin/custom-properties", payload)["properties"]
+
+    def custom_properties(self, mailbox, item_id, addin_id=None) -> dict:
+        query = {
+            "mailbox": mailbox,
+            "item_id": item_id,
+            "addin_id": addin_id or settings.MS_ADDIN_ID,
+        }
+        return self.control("GET", f"addin/custom-properties?{urlencode(query)}")["properties"]
+
+    def spoil_identity_tokens(self, **knob):
+        """The `identity_token` knob: expired=True, amurl="<URL>", unknown_key=True,
+        wrong_audience=True or "<aud>" (all off again with no arguments)."""
+        return self.knobs(identity_token=knob)
 
     # exchangelib, as the product connects
     def account(

@@ -9,13 +9,15 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
 import trustme
+from django.conf import settings
 
 from sandbox.m365 import demo
+from sandbox.m365.addin import NO_SPOILING
 from sandbox.m365.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, M365Server
 
 DEMO_TENANT = demo.DEMO_TENANT_ID
@@ -120,6 +122,44 @@ class M365Handle:
         response = self.http.get(f"{self.url}/{tenant}/discovery/v2.0/keys", timeout=15)
         response.raise_for_status()
         return response.json()
+
+    # the Outlook add-in: what nested app authentication and Office.js give the task pane
+    def addin_token(self, mailbox, **kw) -> dict:
+        """NAA's answer for `mailbox`: {"access_token", "id_token", "expires_in", "scope",
+        "account"}. kw: tenant, client_id, scope (default: settings.MS_ADDIN_API_SCOPE when
+        the product has it, else the sandbox's api://<client id>/access_as_user)."""
+        payload = {"mailbox": mailbox, **kw}
+        if "scope" not in payload and getattr(settings, "MS_ADDIN_API_SCOPE", None):
+            payload["scope"] = settings.MS_ADDIN_API_SCOPE
+        return self.control("POST", "addin/token", payload)
+
+    def set_custom_properties(self, mailbox, event_id, properties, addin_id=None, tenant=None):
+        """Office's customProperties.saveAsync on an event (or an occurrence): notifies
+        subscribers with "updated". Returns the saved properties."""
+        payload = {
+            "mailbox": mailbox,
+            "event_id": event_id,
+            "addin_id": addin_id or settings.MS_ADDIN_ID,
+            "properties": properties,
+        }
+        if tenant:
+            payload["tenant"] = tenant
+        return self.control("POST", "addin/custom-properties", payload)["properties"]
+
+    def custom_properties(self, mailbox, event_id, addin_id=None, tenant=None) -> dict:
+        query = {
+            "mailbox": mailbox,
+            "event_id": event_id,
+            "addin_id": addin_id or settings.MS_ADDIN_ID,
+        }
+        if tenant:
+            query["tenant"] = tenant
+        return self.control("GET", f"addin/custom-properties?{urlencode(query)}")["properties"]
+
+    def spoil_addin_tokens(self, **knob):
+        """The `addin_token` knob: expired=True, wrong_audience=True or "<aud>",
+        wrong_issuer=True, unknown_key=True (all off again with no arguments)."""
+        return self.knobs(addin_token=dict(NO_SPOILING, **knob))
 
     def follow_signin(self, auth_uri):
         """Open an authorize URL (the signin knob decides who signs in); return the Location

@@ -110,6 +110,10 @@ class Instance:
     def value(self, name):
         return self.changes.get(name, getattr(self.booking, name))
 
+    def extended(self) -> dict:
+        """PublicStrings properties: the series' (or single's), with an exception's own on top."""
+        return {**self.booking.extended, **self.changes.get("extended", {})}
+
 
 def occurrence_starts(booking: Booking):
     """(1-based index, start) of each occurrence of a series, in order."""
@@ -306,6 +310,31 @@ class Mailbox:
         if parts[0] == "item":
             return booking, None
         return None, None
+
+    def locate(self, item_id: str) -> tuple[Booking, int | None]:
+        """(booking, occurrence index or None) for an ItemId (or, for the control plane, a
+        booking id); KeyError when the item is not in this mailbox (or the occurrence is gone)."""
+        booking, index = self.resolve(item_id)
+        if booking is None and item_id in self.bookings:
+            booking = self.bookings[item_id]
+        if booking is None or (index is not None and self.instance(booking, index) is None):
+            raise KeyError(item_id)
+        return booking, index
+
+    def set_extended(self, booking: Booking, index: int | None, name: str, value: str):
+        """Save a PublicStrings property on the item, or on one occurrence (which makes it an
+        exception), as Outlook saves an add-in's custom properties: a modification."""
+        if index is None:
+            booking.extended = {**booking.extended, name: value}
+            item_id = self.item_id(booking)
+        else:
+            changes = dict(booking.exceptions.get(index) or {})
+            changes["extended"] = {**changes.get("extended", {}), name: value}
+            booking.exceptions[index] = changes
+            item_id = self.occurrence_id(booking, index)
+        booking.version += 1
+        booking.modified = datetime.now(UTC)
+        self.record("ModifiedEvent", item_id)
 
     def instance(self, booking: Booking, index: int | None) -> Instance | None:
         if index is None:

@@ -184,7 +184,7 @@ def _extended_value(found: Instance, attrs: dict):
     if attrs.get("DistinguishedPropertySetId") == PUBLIC_STRINGS or (
         attrs.get("PropertySetId", "").upper() == "00020329-0000-0000-C000-000000000046"
     ):
-        return found.booking.extended.get(attrs.get("PropertyName"))
+        return found.extended().get(attrs.get("PropertyName"))
     return None
 
 

@@ -13,6 +13,8 @@ BUILDS = {
     "ExchangeSE": ((15, 2, 2562, 17), "V2017_07_11", "Exchange2016"),
 }
 
+IDENTITY_TOKEN_SPOILERS = {"expired", "amurl", "unknown_key", "wrong_audience"}
+
 
 @dataclass
 class Knobs:
@@ -27,6 +29,9 @@ class Knobs:
     retry_seconds: float = 30.0  # the first retry of a failed delivery; it doubles
     watermark_expired: bool = False  # Subscribe refuses any watermark (older than ~30 days)
     build: str = "Exchange2019"  # which Exchange answers (see BUILDS)
+    # Spoiled add-in identity tokens (addin.py): {"expired": true}, {"amurl": "<other URL>"},
+    # {"unknown_key": true}, {"wrong_audience": true or "<aud>"}; {} = none.
+    identity_token: dict = field(default_factory=dict)
 
     def update(self, changes: dict) -> None:
         if not isinstance(changes, dict):
@@ -77,4 +82,6 @@ def _valid(name, value) -> bool:
         return _number(value) and value > 0
     if name == "build":
         return value in BUILDS
+    if name == "identity_token":
+        return isinstance(value, dict) and set(value) <= IDENTITY_TOKEN_SPOILERS
     return False

@@ -1,11 +1,14 @@
 """The EWS sandbox's state, independent of HTTP: the directory of mailboxes, knobs, service
-account, push subscriptions, the request log, and the changes tests make "as if in Outlook"."""
+account, push subscriptions, the request log, the add-in's identity tokens, and the changes
+tests make "as if in Outlook"."""
 
 import itertools
+import json
 import threading
 import time
 
 from . import demo
+from .addin import IdentityTokens
 from .auth import DEFAULT_PASSWORD, DEFAULT_USERNAME, Accounts
 from .calendar import Directory, clean_booking_fields
 from .knobs import Knobs
@@ -21,6 +24,8 @@ class EwsSandbox:
         self.knobs = Knobs()
         self.directory = Directory()
         self.push = Push(self)
+        self.identity = IdentityTokens()
+        self.base_url = ""  # set by the server once it has its port
         self.log: list[dict] = []
         self.log_seq = itertools.count(1)
         self.log_lock = threading.Lock()
@@ -127,3 +132,30 @@ class EwsSandbox:
             booking = self._box(email).delete(booking_id, soft=soft)
             self.directory.changed.notify_all()
             return booking
+
+    # ----- the Outlook add-in (Office.js on the item, as if in Outlook)
+
+    def identity_token(self, email: str, aud: str) -> str:
+        box = self._box(email)
+        return self.identity.token(self.base_url, box.email, aud, self.knobs.identity_token)
+
+    def set_custom_properties(self, email: str, item_id: str, addin_id: str, properties: dict):
+        """Office's customProperties.saveAsync: all of the add-in's properties as one JSON string
+        in PublicStrings `cecp-<add-in id>`, on an item or one occurrence. Pushes a modification."""
+        value = json.dumps(properties, separators=(",", ":"))
+        with self.directory.lock:
+            box = self._box(email)
+            booking, index = box.locate(item_id)
+            box.set_extended(booking, index, f"cecp-{addin_id}", value)
+            self.directory.changed.notify_all()
+
+    def custom_properties(self, email: str, item_id: str, addin_id: str) -> dict:
+        with self.directory.lock:
+            box = self._box(email)
+            booking, index = box.locate(item_id)
+            raw = box.instance(booking, index).extended().get(f"cecp-{addin_id}")
+        try:
+            properties = json.loads(raw) if raw else {}
+        except ValueError:
+            properties = {}
+        return properties if isinstance(properties, dict) else {}

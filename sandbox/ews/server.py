@@ -2,8 +2,11 @@
 
 `POST /EWS/Exchange.asmx` takes SOAP 1.1 behind NTLM (or Basic) authentication, checks the
 RequestServerVersion and ExchangeImpersonation headers, and runs the operation (operations.py).
+`GET /autodiscover/metadata/json/1` is Exchange's auth metadata document, anonymous (addin.py).
 Sandbox-only JSON endpoints under /_sandbox/ turn knobs, change calendars as if in Outlook
-(firing push notifications), and show the request log, subscriptions and deliveries.
+(firing push notifications), and show the request log, subscriptions and deliveries; those under
+/_sandbox/addin/ (identity tokens, custom properties) are what Office.js does in the add-in's
+task pane, and answer cross-origin.
 """
 
 import base64
@@ -13,7 +16,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from lxml import etree
 
+from .. import cors
 from ..tls import TLSHandler, TLSServer
+from .addin import METADATA_PATH
 from .auth import DEFAULT_PASSWORD, DEFAULT_USERNAME, SpnegoError
 from .knobs import BUILDS
 from .operations import MAILBOX_OPERATIONS, OPERATIONS, OperationError
@@ -63,6 +68,14 @@ class Handler(TLSHandler):
     def do_DELETE(self):
         self._dispatch()
 
+    def do_OPTIONS(self):
+        # Only the add-in endpoints answer a CORS preflight; nothing else is cross-origin.
+        if cors.is_addin_path(urlsplit(self.path).path):
+            return self._dispatch()
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        return self._send(405, b"", {"Allow": "GET, POST"})
+
     # ----- plumbing
 
     def _dispatch(self):
@@ -71,10 +84,14 @@ class Handler(TLSHandler):
         length = int(self.headers.get("Content-Length") or 0)
         self.raw = self.rfile.read(length) if length else b""
         try:
+            if cors.is_addin_path(split.path):
+                return self._addin(split.path[len(cors.ADDIN_PREFIX) :].strip("/"))
             if split.path.startswith("/_sandbox/"):
                 return self._control(split.path[len("/_sandbox/") :].strip("/"))
             if split.path.lower() == EWS_PATH.lower():
                 return self._ews()
+            if split.path.lower() == METADATA_PATH:
+                return self._metadata()
             return self._send(404, b"Not Found", content_type="text/plain")
         except BrokenPipeError:
             return None
@@ -121,6 +138,29 @@ class Handler(TLSHandler):
         sandbox.record(entry)
         sandbox.observe("response", payload)
         return self._send(status, payload)
+
+    # ----- the auth metadata document (anonymous: IIS serves /autodiscover/metadata without
+    # Windows authentication, whatever EWS asks for)
+
+    def _metadata(self):
+        sandbox = self.sandbox
+        scheme = self.headers.get("Authorization", "").partition(" ")[0]
+        entry = {"method": self.command, "path": METADATA_PATH, "auth": scheme.lower() or None}
+        if sandbox.knobs.outage == "close":
+            self.close_connection = True
+            return None
+        if sandbox.knobs.outage == "503":
+            entry["status"] = 503
+            sandbox.record(entry)
+            return self._send(503, b"Service Unavailable", content_type="text/plain")
+        if self.command != "GET":
+            entry["status"] = 405
+            sandbox.record(entry)
+            return self._send(405, b"", {"Allow": "GET"})
+        entry["status"] = 200
+        sandbox.record(entry)
+        document = json.dumps(sandbox.identity.metadata(sandbox.base_url)).encode()
+        return self._send(200, document, content_type="application/json; charset=utf-8")
 
     def _challenge(self, entry, token=None, failed=False):
         headers = {}
@@ -297,6 +337,53 @@ class Handler(TLSHandler):
             return self._send(201, {"email": body["email"].lower()})
         return self._send(404, {"error": "not_found"})
 
+    # ----- what Office.js does in the add-in's task pane (cross-origin, not logged)
+
+    def _addin(self, path: str):
+        if self.command == "OPTIONS":
+            return self._send(204, b"", cors.PREFLIGHT)
+        headers = {**cors.ALLOW, "Cache-Control": "no-store"}
+        fields = {k: v[-1] for k, v in self.query.items()}
+        if self.command == "POST":
+            try:
+                fields = json.loads(self.raw) if self.raw else None
+            except ValueError:
+                fields = None
+            if not isinstance(fields, dict):
+                return self._send(400, {"error": "the body must be a JSON object"}, headers)
+        try:
+            status, answer = self._addin_route(self.command, path, fields)
+        except KeyError as missing:
+            status, answer = 404, {"error": f"not found: {missing}"}
+        except (ValueError, TypeError) as problem:
+            status, answer = 400, {"error": str(problem)}
+        return self._send(status, answer, headers)
+
+    def _addin_route(self, method, path, fields):
+        sandbox = self.sandbox
+        for name in ("mailbox", "aud", "item_id", "addin_id"):
+            if name in fields and not isinstance(fields[name], str):
+                raise ValueError(f"{name} must be a string")
+        if (method, path) == ("POST", "identity-token"):
+            if not fields.get("mailbox") or not fields.get("aud"):
+                raise ValueError("mailbox and aud are required")
+            return 200, {"token": sandbox.identity_token(fields["mailbox"], fields["aud"])}
+        if path == "custom-properties" and method in ("GET", "POST"):
+            if not all(fields.get(n) for n in ("mailbox", "item_id", "addin_id")):
+                raise ValueError("mailbox, item_id and addin_id are required")
+            key = (fields["mailbox"], fields["item_id"], fields["addin_id"])
+            if method == "POST":
+                if not isinstance(fields.get("properties"), dict):
+                    raise ValueError("properties must be a JSON object")
+                sandbox.set_custom_properties(*key, fields["properties"])
+            return 200, {"properties": sandbox.custom_properties(*key)}
+        return 404, {"error": "not_found"}
+
+    def _booking(self, email, booking):
+        """A booking as the control plane shows it, with its EWS ItemId."""
+        box = self.sandbox._box(email)
+        return {**booking.public(), "item_id": box.item_id(booking)}
+
     def _mailboxes(self, method, parts, body):
         sandbox = self.sandbox
         if not parts and method == "GET":
@@ -314,12 +401,13 @@ class Handler(TLSHandler):
         if len(parts) == 2 and parts[1] == "events" and method == "GET":
             box = sandbox._box(parts[0])
             with sandbox.directory.lock:
-                found = [b.public() for b in box.bookings.values()]
+                found = [self._booking(parts[0], b) for b in box.bookings.values()]
             return self._send(200, {"value": found})
         if len(parts) == 2 and parts[1] == "events" and method == "POST":
-            return self._send(201, sandbox.add_booking(parts[0], body).public())
+            return self._send(201, self._booking(parts[0], sandbox.add_booking(parts[0], body)))
         if len(parts) == 3 and parts[1] == "events" and method == "PATCH":
-            return self._send(200, sandbox.update_booking(parts[0], parts[2], body).public())
+            booking = sandbox.update_booking(parts[0], parts[2], body)
+            return self._send(200, self._booking(parts[0], booking))
         if len(parts) == 3 and parts[1] == "events" and method == "DELETE":
             soft = (self.query.get("soft") or ["0"])[-1] in ("1", "true")
             sandbox.delete_booking(parts[0], parts[2], soft=soft)
@@ -337,6 +425,7 @@ class EwsServer(TLSServer):
             handler, host, port, ca=ca, ca_file=ca_file, ca_name="MSS EWS sandbox test CA"
         )
         self.ews_url = self.base_url + EWS_PATH
+        self.sandbox.base_url = self.base_url
 
     def stop(self):
         self.sandbox.push.stop_all()

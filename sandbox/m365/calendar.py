@@ -220,3 +220,14 @@ def render(event: dict, fields: set[str], tz_name: str, expand_property: str | N
         if found:
             out["singleValueExtendedProperties"] = found
     return out
+
+
+def merge_extended(existing: list[dict] | None, changes: list[dict]) -> list[dict]:
+    """Graph's PATCH of singleValueExtendedProperties: each property given replaces the one with
+    the same id (ids compare case-insensitively) or is added; the others stay."""
+    merged = [copy.deepcopy(prop) for prop in existing or ()]
+    for change in changes:
+        key = str(change.get("id", "")).lower()
+        merged = [prop for prop in merged if str(prop.get("id", "")).lower() != key]
+        merged.append(copy.deepcopy(change))
+    return merged

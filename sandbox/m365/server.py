@@ -1,7 +1,8 @@
 """A Microsoft 365 stand-in: sign-in (OpenID, tokens, admin consent) and Microsoft Graph.
 
 Signing a person in (authorize, the sign-in page, authorization codes, ID tokens, keys) is in
-signin.py.
+signin.py; what Outlook gives the add-in's task pane (NAA tokens, custom properties, the Office.js
+stub, under /_sandbox/addin/) is in addin.py.
 
 A real HTTPS server (a trustme test CA made at start) speaking Graph's wire format for what the
 product uses: users, calendarView, events, subscriptions with webhook deliveries, $batch.
@@ -27,8 +28,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+from .. import cors
 from ..tls import TLSHandler, TLSServer
-from . import calendar, demo, signin
+from . import addin, calendar, demo, signin
 
 DEFAULT_CLIENT_ID = "00000000-0000-0000-0000-0000000000aa"
 DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
@@ -182,6 +184,9 @@ class Sandbox:
             "signin": {"mode": "form"},
             # Spoiled ID tokens, for the relying party's tests (see signin.SignIn.id_token).
             "id_token": {"wrong_nonce": False, "wrong_tenant": None, "unknown_key": False},
+            # Spoiled add-in access tokens (see addin.issue_tokens): expired, wrong_audience
+            # (True or the aud to put), wrong_issuer, unknown_key.
+            "addin_token": dict(addin.NO_SPOILING),
             "log": True,
         }
 
@@ -587,8 +592,14 @@ class Sandbox:
             tz_name = self.prefer(headers).get("outlook.timezone", "UTC")
             return 200, {}, calendar.render(event, fields, tz_name, expand_id)
         if method == "PATCH":
+            changes = copy.deepcopy(body or {})
+            extended = changes.pop("singleValueExtendedProperties", None)
             with self.lock:
-                event.update(copy.deepcopy(body or {}))
+                event.update(changes)
+                if isinstance(extended, list):
+                    event["singleValueExtendedProperties"] = calendar.merge_extended(
+                        event.get("singleValueExtendedProperties"), extended
+                    )
                 event["changeKey"] = secrets.token_hex(8)
                 event["lastModifiedDateTime"] = iso(now_utc())
             self.notify(tenant, user, event_id, "updated")
@@ -907,7 +918,7 @@ class Sandbox:
         return 200, {}, {"responses": responses}
 
 
-class Handler(signin.SignInPages, TLSHandler):
+class Handler(signin.SignInPages, addin.AddinEndpoints, TLSHandler):
     server_version = "M365Sandbox/1.0"
     sandbox: Sandbox  # set on the subclass the server makes
 
@@ -954,12 +965,21 @@ class Handler(signin.SignInPages, TLSHandler):
     def do_DELETE(self):
         self._dispatch("DELETE")
 
+    def do_OPTIONS(self):
+        # Only the add-in endpoints answer a CORS preflight; nothing else is cross-origin.
+        if cors.is_addin_path(urlsplit(self.path).path):
+            return self._dispatch("OPTIONS")
+        self._body()
+        return self._send(405, {"error": "method not allowed"})
+
     def _dispatch(self, method):
         split = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         raw = self._body()
         path = split.path
         try:
+            if cors.is_addin_path(path):
+                return self._addin(method, path[len(cors.ADDIN_PREFIX) :].strip("/"), query, raw)
             if path.startswith("/_sandbox/"):
                 return self._control(method, path[len("/_sandbox/") :].strip("/"), query, raw)
             if path.startswith("/v1.0/"):

@@ -24,16 +24,12 @@ import secrets
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import unquote_plus, urlencode, urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from joserfc import jwt
-from joserfc.jwk import RSAKey
 
+from ..keys import b64url, signing_key
 from . import demo
 
 ORGANIZATIONS = ("organizations", "common")
@@ -56,10 +52,6 @@ def redirect_uris_for(base_url: str) -> list[str]:
 
 
 DEFAULT_REDIRECT_URIS = tuple(redirect_uris_for("http://127.0.0.1:8000"))
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def fingerprint(value: str) -> str:
@@ -89,37 +81,6 @@ def basic_credentials(authorization: str | None) -> tuple[str | None, str | None
         return None, None
     client_id, _, secret = decoded.partition(":")
     return unquote_plus(client_id), unquote_plus(secret)
-
-
-def _signing_key(common_name: str) -> dict:
-    """An RSA key with a self-signed certificate; kid = x5t, as Entra's keys have."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-        .sign(private, hashes.SHA256())
-    )
-    der = cert.public_bytes(serialization.Encoding.DER)
-    # x5t is the certificate's SHA-1 thumbprint by definition (RFC 7517 §4.8).
-    x5t = b64url(hashlib.sha1(der, usedforsecurity=False).digest())
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return {
-        "jwk": RSAKey.import_key(pem, {"kid": x5t, "use": "sig"}),
-        "kid": x5t,
-        "x5t": x5t,
-        "x5c": base64.b64encode(der).decode(),
-    }
 
 
 class SignIn:
@@ -179,7 +140,7 @@ class SignIn:
         """ "signing" is the published key; "rogue" (the unknown_key knob) is in no JWKS."""
         with self.lock:
             if name not in self._keys:
-                self._keys[name] = _signing_key(f"M365 sandbox {name} key")
+                self._keys[name] = signing_key(f"M365 sandbox {name} key")
             return self._keys[name]
 
     def jwks(self, tenant_key: str) -> dict:
