@@ -64,6 +64,29 @@ def _as_recorded(params: dict) -> str:
     return str(params.get("text") or params.get("error") or "")
 
 
+def _personal_choice(choice) -> str:
+    if not isinstance(choice, dict):
+        return gettext("the administrator's rules")
+    forwarding = choice.get("forwarding")
+    if forwarding == "skip":
+        return gettext("Do not sync")
+    if forwarding == "divert":
+        kind = gettext("Open diversion") if choice.get("open_diversion") else gettext("Diversion")
+    else:
+        kind = gettext("Absence info")
+    return f"{kind} ({choice.get('reason') or '?'})"
+
+
+def _personal_rules(params: dict) -> str:
+    # The rules as stored (reason codes): the log needs no lookup to show them.
+    return gettext(
+        "The user changed their own rules in Outlook: Busy → %(busy)s; Out of office → %(oof)s."
+    ) % {
+        "busy": _personal_choice(params.get("busy")),
+        "oof": _personal_choice(params.get("oof")),
+    }
+
+
 MESSAGES: dict[str, Message] = {
     LEGACY: Message(Kind.SYNC, _as_recorded),
     # ----- connection and the integration's life
@@ -154,6 +177,7 @@ MESSAGES: dict[str, Message] = {
             "them. Remove the user, or ask Telenor to restore the subscription."
         ),
     ),
+    "personal_rules_changed": Message(Kind.USERS, _personal_rules),
     "subscription_restored": Message(
         Kind.USERS, _("The user's One X subscription is back; syncing resumes.")
     ),

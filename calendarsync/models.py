@@ -329,6 +329,9 @@ class SyncedUser(models.Model):
     # The add-in's personal default profile: {"reason": code, "forwarding": "info"|"divert",
     # "open_diversion": bool}, or empty when the user has none.
     personal_profile = models.JSONField(_("personal default profile"), default=dict, blank=True)
+    # Exchange On Prem: the add-in user's identity (SHA-256 of the identity token's msexchuid
+    # and metadata URL), stored once they proved this mailbox is theirs (calendarsync.addin).
+    addin_identity = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     # Sync bookkeeping: a requested-at stamp collapses bursts of triggers into one run, a
     # started-at stamp is the per-mailbox lock (claimed with a conditional UPDATE).
     sync_requested_at = models.DateTimeField(null=True, blank=True, editable=False)

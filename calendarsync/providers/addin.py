@@ -7,6 +7,8 @@ named property `cecp-<add-in id>` of the PublicStrings property set ([MS-OXCEXT]
 import json
 import logging
 
+from django.conf import settings
+
 from calendarsync.items import AddinChoice
 from calendarsync.rules import choice_from_dict
 
@@ -18,6 +20,12 @@ ADDIN_PROPERTY_SET = "{00020329-0000-0000-C000-000000000046}"
 
 def property_name(addin_id: str) -> str:
     return f"cecp-{addin_id}"
+
+
+def taskpane_url() -> str:
+    """The task pane's address (the manifest's SourceLocation, without ?lang=): what an
+    Exchange identity token names as its audience."""
+    return settings.PUBLIC_BASE_URL.rstrip("/") + "/addin/taskpane/"
 
 
 def parse_addin_choice(raw) -> AddinChoice | None:
@@ -36,3 +44,13 @@ def parse_addin_choice(raw) -> AddinChoice | None:
     if choice is None and data.get("forwarding"):
         logger.warning("Ignoring an add-in property with an unknown forwarding value")
     return choice
+
+
+class TokenRefused(ValueError):
+    """A token the Outlook add-in sent that does not prove who the user is (answered 401).
+    The message is for the log, never shown to the user."""
+
+
+class VerificationUnavailable(Exception):
+    """The keys (or Exchange's metadata) that would prove a token cannot be read now: try
+    again later (answered 503)."""

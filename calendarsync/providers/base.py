@@ -3,7 +3,8 @@
 A provider reads one integration's mailboxes (`fetch`, `fetch_many` in requests of
 `bulk_size`), proves the connection (`verify`), keeps each mailbox's change notifications alive
 (`subscribe`, `renew`, `unsubscribe`) and turns a notification that proved itself into
-`Notice`s (`verified_notices`). The core branches on the error types below, never on a
+`Notice`s (`verified_notices`). Some providers can do more (`ReadsAddinProperties`: the
+add-in's link step). The core branches on the error types below, never on a
 provider's codes, URLs or field names.
 """
 
@@ -11,7 +12,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 from calendarsync.items import CalendarItem
 
@@ -30,6 +31,13 @@ class MailboxNotFound(ProviderError):
 
     def __init__(self, message: str = "mailbox not found"):
         super().__init__(message, permanent=True, code="mailbox_not_found")
+
+
+class ItemNotFound(ProviderError):
+    """The mailbox holds no booking with that id (or it is not the mailbox's own)."""
+
+    def __init__(self, message: str = "item not found"):
+        super().__init__(message, permanent=True, code="item_not_found")
 
 
 class Attention(enum.StrEnum):
@@ -143,3 +151,15 @@ class CalendarProvider(Protocol):
     def verified_notices(cls, body: bytes) -> list[Notice]:
         """The notices in a notification request whose proof checks out (others are logged
         and dropped); raises BadNotification for a body that cannot be parsed."""
+
+
+@runtime_checkable
+class ReadsAddinProperties(Protocol):
+    """An optional capability: reading the Outlook add-in's custom properties on one booking
+    with the integration's own credentials (the add-in's link step, Exchange On Prem)."""
+
+    def addin_properties(self, mailbox: str, item_id: str) -> dict:
+        """The add-in's custom properties (a JSON object, {} when it has none) on the booking
+        `item_id` that `mailbox` itself organises: an invitation from someone else counts as
+        having none, since its properties were written by its sender. Raises ItemNotFound,
+        MailboxNotFound or ProviderError."""

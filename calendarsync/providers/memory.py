@@ -10,7 +10,14 @@ from datetime import datetime, timedelta
 
 from calendarsync.items import CalendarItem, Sensitivity
 
-from .base import AccessLost, MailboxNotFound, ProviderError, Subscribed, SubscriptionGone
+from .base import (
+    AccessLost,
+    ItemNotFound,
+    MailboxNotFound,
+    ProviderError,
+    Subscribed,
+    SubscriptionGone,
+)
 
 SUBSCRIPTION_LIFETIME = timedelta(days=3)
 
@@ -24,6 +31,8 @@ class InMemoryCalendar:
     fetches: list[str] = field(default_factory=list)  # mailboxes read, in order
     bulk_fetches: list[list[str]] = field(default_factory=list)  # one entry per fetch_many
     subscriptions: dict[str, str] = field(default_factory=dict)  # subscription id → mailbox
+    # (mailbox, item id) → the add-in's custom properties on that booking
+    custom_properties: dict[tuple[str, str], dict] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=itertools.count, repr=False)
 
     def put(self, mailbox: str, *items: CalendarItem) -> None:
@@ -69,6 +78,13 @@ class InMemoryCalendar:
 
     def verify(self):
         return None
+
+    def addin_properties(self, mailbox, item_id):
+        if mailbox not in self.mailboxes:
+            raise MailboxNotFound()
+        if not any(item.provider_item_id == item_id for item in self.mailboxes[mailbox]):
+            raise ItemNotFound()
+        return dict(self.custom_properties.get((mailbox, item_id), {}))
 
     def subscribe(self, mailbox):
         if mailbox in self.errors:

@@ -81,7 +81,8 @@ def decided_by_label(decided_by, rules) -> str:
     return str(words.get(value, value))
 
 
-def _entry(planned, rules, reasons):
+def entry(planned, rules, reasons) -> dict:
+    """One planned absence in the preview's words (the cell's and the add-in's)."""
     return {
         "start": planned.start,
         "end": planned.end,
@@ -96,7 +97,22 @@ def _entry(planned, rules, reasons):
     }
 
 
-def _skip_text(item, settings, rules) -> str:
+def kind_text(entry) -> str:
+    if not entry["divert"]:
+        return _("Absence info")
+    return _("Open diversion") if entry["open_diversion"] else _("Diversion")
+
+
+def one_line(entry) -> str:
+    """ "Diversion: Meeting, back 14:00 — Rule 2: …": the preview cell's words on one line
+    (the Outlook add-in's pane shows it)."""
+    text = f"{kind_text(entry)}: {entry['reason']}"
+    if entry["back"]:
+        text += f", {entry['back']}"
+    return f"{text} — {entry['decided_by']}"
+
+
+def skip_text(item, settings, rules) -> str:
     """Why a booking becomes no One X entry: the rule that skips it, or the template."""
     decision = engine.decide(item, settings, item.start.astimezone(UTC), item.end.astimezone(UTC))
     if decision is None:
@@ -114,11 +130,11 @@ def _place(rows, plan, settings, rules, reasons, column):
         planned_by_item.setdefault(planned.provider_item_id, []).append(planned)
     for row in rows:
         entries = [
-            _entry(p, rules, reasons) for p in planned_by_item.get(row.item.provider_item_id, [])
+            entry(p, rules, reasons) for p in planned_by_item.get(row.item.provider_item_id, [])
         ]
         setattr(row, column, entries)
         if not entries:
-            setattr(row, f"{column}_skip", _skip_text(row.item, settings, rules))
+            setattr(row, f"{column}_skip", skip_text(row.item, settings, rules))
 
 
 def compare(integration, synced_user, saved_rules, edited_rules=None) -> dict:

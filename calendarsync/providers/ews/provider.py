@@ -8,6 +8,7 @@ subscription and a full resync of the window. Exchange has no Unsubscribe for pu
 subscription ends when we answer its next notification with Unsubscribe (webhooks.py).
 """
 
+import json
 import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +23,16 @@ from exchangelib import errors as ews_errors
 from calendarsync.models import MailboxSubscription
 
 from .. import register
-from ..base import AccessLost, BadNotification, ProviderError, Subscribed, SubscriptionGone
+from ..base import (
+    AccessLost,
+    BadNotification,
+    ItemNotFound,
+    ProviderError,
+    Subscribed,
+    SubscriptionGone,
+)
 from . import client, connection_test
-from .mapping import items_from_ews, register_addin_property, view_fields
+from .mapping import ADDIN_FIELD, items_from_ews, register_addin_property, view_fields
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +94,33 @@ class EwsProvider:
             for mailbox, result in pool.map(read, mailboxes):
                 results[mailbox] = result
         return results
+
+    def addin_properties(self, mailbox: str, item_id: str) -> dict:
+        """The add-in's custom properties on one of the mailbox's own bookings (GetItem,
+        impersonating the mailbox; ReadsAddinProperties)."""
+        try:
+            calendar = client.calendar(self.integration, mailbox)
+            found = list(
+                calendar.account.fetch(
+                    ids=[(item_id, None)],
+                    folder=calendar,
+                    only_fields=["my_response_type", ADDIN_FIELD],
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
+            raise client.classify(exc) from exc
+        item = found[0] if found else ews_errors.ErrorItemNotFound("no item")
+        if isinstance(item, ews_errors.ErrorItemNotFound | ews_errors.ErrorInvalidIdMalformed):
+            raise ItemNotFound(type(item).__name__)
+        if isinstance(item, Exception):
+            raise client.classify(item)
+        if getattr(item, "my_response_type", None) != "Organizer":
+            return {}  # an invitation: its properties came from the organiser's copy
+        try:
+            properties = json.loads(getattr(item, ADDIN_FIELD, None) or "{}")
+        except ValueError:
+            return {}
+        return properties if isinstance(properties, dict) else {}
 
     def verify(self) -> None:
         """The URL, TLS and the service account (exchangelib's version probe), then
