@@ -32,6 +32,7 @@ urlpatterns = [
     path("<uuid:code>/users/export.csv", views.users_export, name="users_export"),
     path("<uuid:code>/users/<int:pk>/remove/", views.user_remove, name="user_remove"),
     path("<uuid:code>/users/suggest/", views.user_suggestions, name="user_suggestions"),
+    path("<uuid:code>/addin/", views.integration_addin, name="integration_addin"),
     path("<uuid:code>/dashboard/", views.dashboard, name="dashboard"),
     path("<uuid:code>/dashboard/timeline/", views.dashboard_timeline, name="dashboard_timeline"),
     path("<uuid:code>/dashboard/activity/", views.dashboard_activity, name="dashboard_activity"),

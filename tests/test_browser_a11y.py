@@ -239,6 +239,18 @@ def audit_everything(base, page, camera, m365):
         lambda: page.goto(f"{settings_url}remove/"), ("integration-remove-confirm", lambda: None)
     )
 
+    # Outlook-tillägg: Exchange Online's steps open; On Prem's unfolded from the keyboard.
+    def unfold_on_prem():
+        page.focus("#deploy-ews summary")
+        page.keyboard.press("Enter")
+        expect(page.locator("#deploy-ews")).to_have_attribute("open", "")
+
+    audit.each(
+        lambda: page.goto(f"{base}/microsoft-sync/{graph.code}/addin/"),
+        ("addin", lambda: None),
+        ("addin-on-prem-unfolded", unfold_on_prem),
+    )
+
     # An Exchange On Prem integration's pages, and Översikt with both integrations.
     audit.set_up("sv", "desktop")
     page.goto(f"{base}/microsoft-sync/add/on-prem/")
@@ -254,6 +266,10 @@ def audit_everything(base, page, camera, m365):
     audit.each(
         lambda: page.goto(f"{base}/microsoft-sync/{ews.code}/connection/"),
         ("on-prem-connection", lambda: None),
+    )
+    audit.each(
+        lambda: page.goto(f"{base}/microsoft-sync/{ews.code}/addin/"),
+        ("on-prem-addin", lambda: None),
     )
     audit.each(lambda: page.goto(f"{base}/microsoft-sync/"), ("overview", lambda: None))
 

@@ -46,10 +46,27 @@ def test_it_passes_check_deploy_with_the_required_variables(tmp_path):
         ALLOWED_HOSTS="mss.example.se",
         MSS_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         MSS_VAR_DIR=str(tmp_path),
+        PUBLIC_BASE_URL="https://kalender.example.se",
         **TELENOR_ID,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_it_refuses_production_with_a_plain_http_public_base_url(tmp_path):
+    """The Outlook add-in's manifest names PUBLIC_BASE_URL's addresses: https only."""
+    result = manage(
+        "check",
+        MSS_ENV="production",
+        SECRET_KEY="p" + Fernet.generate_key().decode() + "-long-random-production-key",
+        ALLOWED_HOSTS="kalender.example.se",
+        MSS_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        MSS_VAR_DIR=str(tmp_path),
+        PUBLIC_BASE_URL="http://kalender.example.se",
+        **TELENOR_ID,
+    )
+    assert result.returncode != 0
+    assert "MSS_ENV=production needs an https PUBLIC_BASE_URL" in result.stderr
 
 
 def test_it_rejects_an_unknown_environment_name():

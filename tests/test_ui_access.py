@@ -34,6 +34,7 @@ INTEGRATION_VIEWS = [
     ("user_suggestions", "get", False, False),
     ("user_remove", "get", True, False),
     ("user_remove", "post", True, False),
+    ("integration_addin", "get", False, False),
     ("dashboard", "get", False, False),
     ("dashboard_timeline", "get", False, False),
     ("dashboard_activity", "get", False, False),

@@ -1,6 +1,7 @@
 """The Microsoft Sync pages, one module per page; urls.py names them here."""
 
 from .activity import dashboard_activity
+from .addin import integration_addin
 from .dashboard import dashboard, dashboard_status, dashboard_timeline
 from .live import sync_progress_banner
 from .overview import (
@@ -30,6 +31,7 @@ __all__ = [
     "dashboard_timeline",
     "integration_add",
     "integration_add_ews",
+    "integration_addin",
     "integration_connection",
     "integration_connection_test",
     "integration_remove",

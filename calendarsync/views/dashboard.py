@@ -16,6 +16,7 @@ from onex.models import AbsenceReason
 
 from ..models import Booking, Forwarding, MailboxSubscription, SyncedUser
 from ..progress import sync_progress
+from ..rules import DecidedBy
 from .activity import activity_log_context
 from .common import attention_hint, banner_context, get_integration, render_tab
 
@@ -179,12 +180,18 @@ def _status_context(integration):
         errors=Count("id", filter=Q(state=SyncedUser.State.ERROR)),
         pending=Count("id", filter=Q(state=SyncedUser.State.PENDING)),
         last_sync=Max("last_synced_at"),
+        # The add-in's personal rules ("Mina regler"); an empty dict is none.
+        personal_rules=Count("id", filter=~Q(personal_profile={})),
     )
     bookings = Booking.objects.filter(synced_user__integration=integration).aggregate(
         upcoming=Count("id", filter=Q(end__gt=now)),
         diversions_today=Count(
             "id",
             filter=Q(forwarding=Forwarding.DIVERT, start__lt=day_end, end__gt=day_start),
+        ),
+        # Users whose choice in Outlook decided at least one of their coming bookings.
+        addin_users=Count(
+            "synced_user", filter=Q(decided_by=DecidedBy.ADDIN, end__gt=now), distinct=True
         ),
     )
     # An EWS subscription's expiry is when it counts as lost (no status event for twice the

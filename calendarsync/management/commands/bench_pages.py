@@ -221,6 +221,7 @@ def pages(integration, synced):
         ("Användare, errors", "get", url("users", code), {"state": "error"}, {}),
         ("Remove confirmation", "get", url("user_remove", code, someone.pk), None, {}),
         ("CSV import form", "get", url("users_import", code), None, {}),
+        ("Outlook-tillägg", "get", url("integration_addin", code), None, {}),
         ("Instrumentpanel", "get", url("dashboard", code), None, {}),
         ("Instrumentpanel + timeline", "get", url("dashboard", code), {"user": someone.email}, {}),
         ("Timeline (HTMX)", "get", url("dashboard_timeline", code), {"user": someone.email}, hx),
