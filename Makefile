@@ -25,6 +25,9 @@ setup: $(STAMP)
 # tasks on the file broker can hang in its warm shutdown). The M365 sandbox rebuilds the demo
 # bookings going on "now" at each start, without change notifications: one reconcile of every
 # mailbox is queued, so a restart shows them at once instead of at the hourly reconcile.
+# No Outlook runs here: the task pane loads the M365 sandbox's Office.js stand-in instead of
+# Microsoft's CDN script, and the sandbox's demo page plays Outlook around it.
+run: export OFFICE_JS_URL ?= https://127.0.0.1:8011/_sandbox/addin/office.js
 run: setup
 	@trap 'trap "" INT TERM; trap - EXIT; kill -TERM 0; \
 	       for _ in $$(seq 20); do [ -z "$$(jobs -pr)" ] && exit 0; sleep 0.5; done; \
@@ -38,6 +41,8 @@ run: setup
 	$(PY) manage.py import_directory || echo "One X directory import failed (see above)"; \
 	$(PY) manage.py demo_connect_graph || echo "Exchange Online demo connection failed (see above)"; \
 	$(PY) manage.py demo_connect_ews || echo "Exchange On Prem demo connection failed (see above)"; \
+	echo "Outlook add-in: manifest http://127.0.0.1:8000/addin/manifest.xml," \
+	  "demo https://127.0.0.1:8011/_sandbox/addin/demo (the sandbox's Outlook stand-in)"; \
 	$(VENV)/bin/celery -A mss call calendarsync.tasks.reconcile_all_mailboxes >/dev/null \
 	  || echo "Could not queue the start's reconcile (see above)"; \
 	$(VENV)/bin/celery -A mss worker -l info --concurrency 2 & \

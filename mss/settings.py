@@ -9,6 +9,7 @@ import base64
 import hashlib
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -235,6 +236,32 @@ MS_CA_BUNDLE = env.str("MS_CA_BUNDLE", default=str(VAR_DIR / "sandbox" / "m365-c
 MS_ADDIN_ID = env.str("MS_ADDIN_ID", default="5f3c6d2a-8b1e-4c7a-9d0f-3e2b1a4c5d6e")
 # Public https base URL of this service, for Graph webhooks and consent redirects.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# Outlook loads the add-in (its manifest names these URLs) and Microsoft posts webhooks only
+# over https.
+if PRODUCTION and urlsplit(PUBLIC_BASE_URL).scheme != "https":
+    raise ImproperlyConfigured(
+        f"MSS_ENV=production needs an https PUBLIC_BASE_URL, not {PUBLIC_BASE_URL!r}."
+    )
+# The API scope the add-in's Entra token is for (the app registration's "Expose an API":
+# Application ID URI api://<this service's host>/<client id>, scope access_as_user).
+MS_ADDIN_API_SCOPE = env.str(
+    "MS_ADDIN_API_SCOPE",
+    default=f"api://{urlsplit(PUBLIC_BASE_URL).netloc}/{MS_CLIENT_ID}/access_as_user",
+)
+
+# The Outlook add-in's task pane. Outlook requires Office.js from Microsoft's CDN; `make run`
+# points it at the M365 sandbox's stand-in, since no Outlook runs here. The pane asks Entra for
+# a token through Outlook (nested app authentication), with this authority.
+OFFICE_JS_URL = env.str(
+    "OFFICE_JS_URL", default="https://appsforoffice.microsoft.com/lib/1/hosted/office.js"
+)
+MS_ADDIN_AUTHORITY = env.str("MS_ADDIN_AUTHORITY", default=MS_LOGIN_URL.rstrip("/") + "/common")
+# Where else the pane's page may connect: outside production, the sandboxes the Office.js
+# stand-in writes the user's choice to (as Outlook would to the mailbox).
+ADDIN_CONNECT_SRC = env.list(
+    "ADDIN_CONNECT_SRC",
+    default=[] if PRODUCTION else [MS_LOGIN_URL.rstrip("/"), "https://127.0.0.1:8012"],
+)
 
 # Exchange On Prem: where customers' Exchange servers send push notifications, and the
 # addresses we connect to their EWS from (both go into the firewall table the admin is shown).
