@@ -2,11 +2,13 @@
 published keys verify, custom properties on events (what the Graph provider reads), the
 Office.js stub, and CORS on exactly those endpoints."""
 
+import html
 import json
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 import msal
@@ -347,3 +349,18 @@ def test_only_the_addin_endpoints_are_cross_origin(m365):
         preflight = m365.http.options(f"{m365.url}{path}", headers=origin, timeout=15)
         assert preflight.status_code == 405, path
         assert "Access-Control-Allow-Origin" not in preflight.headers, path
+
+
+def test_the_demo_page_opens_the_pane_beside_a_coming_booking(m365):
+    pane = "http://127.0.0.1:8000/addin/taskpane/"
+    response = m365.http.get(f"{m365.url}/_sandbox/addin/demo", params={"pane": pane}, timeout=15)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    page = response.text
+    assert "Outlook-tillägget – demo" in page and "anna.andersson@demo.se" in page
+    src = re.search(r'<iframe title="Telefonstatus" src="([^"]+)"', page).group(1)
+    address, _, fragment = html.unescape(src).partition("#office-stub=")
+    assert address == pane + "?lang=sv"
+    config = json.loads(unquote(fragment))
+    assert config["mode"] == "graph" and config["mailbox"] == "anna.andersson@demo.se"
+    assert config["sandbox"] == m365.url and config["itemId"].startswith("AAMkAD")

@@ -18,6 +18,8 @@ from . import demo
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 SHOW_AS = {"busy": "Upptagen", "oof": "Frånvarande", "tentative": "Preliminär", "free": "Ledig"}
 LISTED = 15
+WEEKDAYS = ("mån", "tis", "ons", "tors", "fre", "lör", "sön")
+MONTHS = ("jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec")
 
 
 def _moment(stamp: dict, all_day: bool) -> datetime:
@@ -57,8 +59,10 @@ def page(sandbox, query: dict) -> str:
         end = event["_end"].astimezone(STOCKHOLM)
         link = "?" + urlencode({"pane": pane, "mailbox": mailbox, "event": event["id"]})
         current = ' aria-current="true"' if chosen and event["id"] == chosen["id"] else ""
+        day = f"{WEEKDAYS[when.weekday()]} {when.day} {MONTHS[when.month - 1]}"
+        hours = "heldag" if event.get("isAllDay") else f"{when:%H:%M}–{end:%H:%M}"
         rows.append(
-            f'<li><a href="{html.escape(link)}"{current}>{when:%a %d %b %H:%M}–{end:%H:%M} '
+            f'<li><a href="{html.escape(link)}"{current}>{day} {hours} '
             f"{html.escape(event.get('subject') or '')}</a> "
             f"<small>({SHOW_AS.get(event.get('showAs'), event.get('showAs'))})</small></li>"
         )
