@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from calendarsync import tasks
 from calendarsync.models import SyncedUser
-from tests.browser_support import ANNA, connected_integration
+from tests.browser_support import ANNA, axe_violations, connected_integration
 from tests.m365_sandbox import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -113,7 +113,12 @@ def test_a_choice_in_the_pane_becomes_a_diversion_in_one_x(
     preview = page.locator("#preview-text")
     expect(preview).to_contain_text("Frånvaro: Möte")
     expect(preview).to_contain_text("Standardmall")
+    assert not axe_violations(page)
     camera("pane-opened")
+    # Keyboard only: the choice's radios follow the arrow keys, the form submits from its button.
+    page.get_by_label("Frånvaro", exact=True).focus()
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_label("Hänvisning", exact=True)).to_be_checked()
 
     page.get_by_label("Hänvisning", exact=True).check()
     page.select_option("#reason", "LUNCH")
