@@ -84,6 +84,7 @@ def test_production_responses_carry_every_security_header(tmp_path):
         "MSS_ENV": "production",
         "SECRET_KEY": "p" + Fernet.generate_key().decode() + "-long-random-production-key",
         "ALLOWED_HOSTS": "mss.example.se",
+        "PUBLIC_BASE_URL": "https://mss.example.se",
         "MSS_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "MSS_VAR_DIR": str(tmp_path),
         "TELENOR_ID_URL": "https://signin.telenorid.example",
