@@ -82,19 +82,21 @@ def camera(browser_page, request):
 
 
 @pytest.fixture
-def world(live_server, m365, onex_sandbox, telenorid, eager_celery, settings, company):
-    """The product on a live server; Microsoft 365, One X and Telenor ID as their sandboxes;
-    Celery eager. Demo AB's One X directory (people and reasons) is imported as `make run` does:
-    it names Anna the company's administrator.
+def world(https_live_server, m365, onex_sandbox, telenorid, eager_celery, settings, company):
+    """The product on a live server behind an https front (as production sits behind TLS, and
+    because Graph delivers change notifications to https only); Microsoft 365, One X and
+    Telenor ID as their sandboxes; Celery eager. Demo AB's One X directory (people and reasons)
+    is imported as `make run` does: it names Anna the company's administrator.
     """
-    settings.PUBLIC_BASE_URL = live_server.url
-    settings.TELENOR_ID_POST_LOGOUT_URL = live_server.url + "/"
-    telenorid.register([live_server.url + "/oidc/callback/"], [live_server.url + "/"])
-    m365.register_redirect_uris([live_server.url + "/microsoft-sync/graph/signin/callback/"])
+    base = https_live_server.url
+    settings.PUBLIC_BASE_URL = base
+    settings.TELENOR_ID_POST_LOGOUT_URL = base + "/"
+    telenorid.register([base + "/oidc/callback/"], [base + "/"])
+    m365.register_redirect_uris([base + "/microsoft-sync/graph/signin/callback/"])
     result = import_company(company)
     assert not result.error, result.error
     assert company.subscriptions.filter(email=ANNA).exists()
-    return live_server.url
+    return base
 
 
 def telenor_id_sign_in(page, email=ANNA, shoot=None):

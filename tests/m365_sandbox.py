@@ -2,9 +2,15 @@
 
 `m365` starts the real HTTPS server in this process (background thread), points the product's
 MS_* settings at it (trusting its CA through MS_CA_BUNDLE, never by turning verification off)
-and hands back a handle that speaks to the sandbox-only /_sandbox controls over HTTP.
+and hands back a handle that speaks to the sandbox-only /_sandbox controls over HTTP. A test
+fails when the sandbox could not answer a request as Graph would (`crashes`).
+
+Graph delivers only to https URLs: `https_live_server` puts an https front (tests/https_front.py,
+a certificate from the same test CA, which the sandbox trusts) before Django's live_server; a
+test that lets Graph reach the product sets PUBLIC_BASE_URL to its `url`.
 """
 
+import json
 import os
 import tempfile
 import time
@@ -19,6 +25,8 @@ from django.conf import settings
 from sandbox.m365 import demo
 from sandbox.m365.addin import NO_SPOILING
 from sandbox.m365.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, M365Server
+from sandbox.tls import TLSHandler, TLSServer
+from tests.https_front import HttpsFront
 
 DEMO_TENANT = demo.DEMO_TENANT_ID
 ANNA = "anna.andersson@demo.se"
@@ -31,6 +39,9 @@ class M365Handle:
         self.sandbox = server.sandbox  # in-process state, for assertions only
         self.url = server.base_url
         self.ca_file = str(server.ca_file)
+        self.ca = (
+            server.ca
+        )  # a certificate from it is one the sandbox trusts (NotificationEndpoint)
         self.http = requests.Session()
         self.http.trust_env = False
         self.http.verify = self.ca_file
@@ -61,7 +72,30 @@ class M365Handle:
         self.control("DELETE", "requests")
 
     def deliveries(self):
+        """Each POST Graph made (validations, notifications, lifecycle events), with `count`
+        notifications in its `payload`; dropped and expired ones say so."""
         return self.control("GET", "deliveries")["value"]
+
+    def delivered(self, kind="notification") -> list[dict]:
+        """Every notification of `kind` that an endpoint accepted (2xx), in arrival order."""
+        return [
+            note
+            for post in self.deliveries()
+            if post["kind"] == kind and post.get("status") and 200 <= post["status"] < 300
+            for note in post["payload"]["value"]
+        ]
+
+    def delivery_state(self):
+        """{"pending": notifications waiting for a (re)try, "endpoints": {url: normal|slow|
+        dropping}}."""
+        answer = self.control("GET", "deliveries")
+        return {"pending": answer["pending"], "endpoints": answer["endpoints"]}
+
+    def crashes(self):
+        return self.control("GET", "crashes")["value"]
+
+    def clear_crashes(self):
+        self.control("DELETE", "crashes")
 
     # tenants and events (changes as if made in Outlook: they notify subscribers)
     def add_tenant(self, name="Kund AB", users=(), consented=True):
@@ -226,7 +260,67 @@ def m365(tmp_path, settings, m365_ca):
     handle = M365Handle(server)
     yield handle
     handle.http.close()
+    crashes = list(server.sandbox.crashes)
     server.stop()
+    assert not crashes, f"the M365 sandbox could not answer as Graph would: {crashes}"
+
+
+@pytest.fixture
+def https_live_server(live_server, m365_ca, settings):
+    """Django's live_server behind an https front the M365 sandbox trusts. The product sees what
+    production's TLS terminator sends (X-Forwarded-Proto: https)."""
+    front = HttpsFront(live_server.url, m365_ca)
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    yield front
+    front.stop()
+
+
+class _EndpointHandler(TLSHandler):
+    endpoint: "NotificationEndpoint"
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        token = parse_qs(urlsplit(self.path).query).get("validationToken")
+        if token:
+            payload = token[0].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+        else:
+            endpoint = self.endpoint
+            status, delay = endpoint.status, endpoint.delay
+            endpoint.posts.append({"time": time.monotonic(), "body": json.loads(body)})
+            if delay:
+                time.sleep(delay)
+            payload = b""
+            self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class NotificationEndpoint:
+    """An https webhook endpoint the M365 sandbox trusts (a certificate from `ca`): answers
+    Graph's validation, keeps every POST (`posts`: time and body), and answers `status` after
+    `delay` seconds; change both while it runs to play an outage or a slow endpoint."""
+
+    def __init__(self, ca, status=202, delay=0.0):
+        self.status, self.delay = status, delay
+        self.posts: list[dict] = []
+        handler = type("Endpoint", (_EndpointHandler,), {"endpoint": self})
+        self.server = https_server(handler, ca)
+        self.url = f"{self.server.base_url}/hook"
+
+    def notifications(self) -> list[dict]:
+        return [note for post in self.posts for note in post["body"]["value"]]
+
+    def stop(self):
+        self.server.stop()
+
+
+def https_server(handler, ca) -> TLSServer:
+    """A started https server for `handler` (a sandbox.tls.TLSHandler), certified by `ca`: a
+    notification receiver the sandbox trusts when `ca` is the sandbox's own."""
+    return TLSServer(handler, "127.0.0.1", 0, ca=ca).start()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from calendarsync import tasks
 from calendarsync.models import Activity, Booking, Integration, MailboxSubscription, SyncedUser
 from calendarsync.sync import sync_mailbox
 from onex.models import Subscription
+from sandbox.m365 import signin
 from tests.m365_sandbox import body_requests, selected_fields, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,11 +89,14 @@ def worker_env():
 
 
 @pytest.fixture
-def worker(transactional_db, live_server, m365, onex_sandbox, settings, tmp_path, worker_env):
+def worker(transactional_db, https_live_server, m365, onex_sandbox, settings, tmp_path, worker_env):
     from mss.celery import app
 
     queue = f"mss-e2e-{uuid.uuid4().hex[:10]}"
-    settings.PUBLIC_BASE_URL = live_server.url
+    # Graph delivers to https only: the live server behind its https front, whose sign-in
+    # callbacks the app registration lists (Entra ignores the port of http loopback URIs only).
+    settings.PUBLIC_BASE_URL = https_live_server.url
+    m365.register_redirect_uris(signin.redirect_uris_for(https_live_server.url))
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -112,7 +116,7 @@ def worker(transactional_db, live_server, m365, onex_sandbox, settings, tmp_path
         "ONEX_API_URL": settings.ONEX_API_URL,
         "ONEX_CLIENT_ID": settings.ONEX_CLIENT_ID,
         "ONEX_CLIENT_SECRET": settings.ONEX_CLIENT_SECRET,
-        "PUBLIC_BASE_URL": live_server.url,
+        "PUBLIC_BASE_URL": https_live_server.url,
         **worker_env,
     }
     log_path = tmp_path / "worker.log"

@@ -5,9 +5,7 @@ Office.js stub, and CORS on exactly those endpoints."""
 import html
 import json
 import re
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
@@ -19,7 +17,8 @@ from calendarsync.items import AddinChoice, ItemKind
 from calendarsync.providers.graph.provider import GraphProvider
 from sandbox.m365 import addin, demo
 from sandbox.m365.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
-from tests.m365_sandbox import ANNA, DEMO_TENANT, wait_for
+from sandbox.tls import TLSHandler
+from tests.m365_sandbox import ANNA, DEMO_TENANT, https_server, wait_for
 
 PUBLIC_STRINGS = "{00020329-0000-0000-C000-000000000046}"
 START = datetime(2030, 1, 7, tzinfo=UTC)  # a Monday
@@ -204,8 +203,9 @@ def test_unknown_events_and_bad_bodies_are_refused(m365):
     assert m365.http.post(url, json=missing, timeout=15).status_code == 404
 
 
-class Hook(BaseHTTPRequestHandler):
-    """A webhook endpoint: answers Graph's validation and keeps each notification."""
+class Hook(TLSHandler):
+    """A webhook endpoint (https, as Graph demands): answers Graph's validation and keeps each
+    notification (one POST may carry several)."""
 
     received: list
 
@@ -219,7 +219,7 @@ class Hook(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(token[0].encode())
             return
-        self.received.append(json.loads(body))
+        self.received.extend(json.loads(body)["value"])
         self.send_response(202)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -229,13 +229,11 @@ class Hook(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def hook():
+def hook(m365_ca):
     received = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (Hook,), {"received": received}))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/hook", received
-    httpd.shutdown()
-    httpd.server_close()
+    server = https_server(type("H", (Hook,), {"received": received}), m365_ca)
+    yield f"{server.base_url}/hook", received
+    server.stop()
 
 
 def graph_token(m365):
@@ -268,7 +266,7 @@ def test_saving_custom_properties_notifies_subscribers_like_an_outlook_edit(m365
     wait_for(lambda: received, message="the created notification")
     m365.set_custom_properties(ANNA, event["id"], CHOICE)
     wait_for(lambda: len(received) == 2, message="the updated notification")
-    note = received[1]["value"][0]
+    note = received[1]
     assert note["changeType"] == "updated" and note["resourceData"]["id"] == event["id"]
     assert note["clientState"] == "hemligt"
 

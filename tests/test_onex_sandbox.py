@@ -128,6 +128,36 @@ def test_it_rejects_a_batch_over_100_operations(onex_sandbox):
     assert answer.json()["code"] == "validation_error"
 
 
+def test_batch_results_have_exactly_the_contracts_shape(onex_sandbox):
+    """One result per operation, in order: `status`, and `error` (a Problem) only on failure."""
+    url = onex_sandbox.url
+    bearer = {"Authorization": f"Bearer {token(url)}"}
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    ops = [
+        {
+            "op": "put",
+            "subscriptionId": "sub-anna",
+            "externalId": "shape-1",
+            "body": body(start, start + timedelta(hours=1)),
+        },
+        {"op": "delete", "subscriptionId": "sub-anna", "externalId": "shape-1"},
+        {
+            "op": "put",
+            "subscriptionId": "sub-anna",
+            "externalId": "shape-2",
+            "body": body(start, start + timedelta(hours=1), reason="NO-SUCH-REASON"),
+        },
+    ]
+    answer = requests.post(
+        f"{url}/v1/companies/demo-ab/absences:batch", json={"operations": ops}, headers=bearer
+    )
+    assert answer.status_code == 200
+    results = answer.json()["results"]
+    assert [sorted(result) for result in results] == [["status"], ["status"], ["error", "status"]]
+    assert [result["status"] for result in results] == [201, 204, 422]
+    assert results[2]["error"]["code"] == "reason_unknown"
+
+
 def test_it_rate_limits_per_token_with_the_documented_headers(onex_sandbox):
     url = onex_sandbox.url
     onex_sandbox.knobs(rate_limit=3)

@@ -20,10 +20,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_m365_sandbox(tmp: Path, port: int = 0) -> tuple[subprocess.Popen, str, str]:
-    """Start `sandbox.m365` on loopback without demo data: (process, base URL, CA file)."""
+def start_m365_sandbox(
+    tmp: Path, port: int = 0, *, trust_ca: Path | None = None
+) -> tuple[subprocess.Popen, str, str]:
+    """Start `sandbox.m365` on loopback without demo data: (process, base URL, CA file).
+    `trust_ca`: the CA of the product's https certificate, which Graph's deliveries must trust."""
     port = port or free_port()
     ca_file = tmp / "ca.pem"
+    trust = ["--trust-ca", str(trust_ca)] if trust_ca else []
     process = subprocess.Popen(
         [
             sys.executable,
@@ -36,6 +40,7 @@ def start_m365_sandbox(tmp: Path, port: int = 0) -> tuple[subprocess.Popen, str,
             str(ca_file),
             "--client-id",
             settings.MS_CLIENT_ID,
+            *trust,
         ],
         cwd=settings.BASE_DIR,
         stdout=subprocess.PIPE,

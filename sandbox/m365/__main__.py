@@ -36,6 +36,19 @@ def main(argv=None):
     )
     parser.add_argument("--no-demo", action="store_true", help="start without Demo AB's tenant")
     parser.add_argument(
+        "--allow-http-loopback",
+        action="store_true",
+        help="accept http://127.0.0.1 notification URLs (Graph takes https only). `make run` "
+        "alone uses it: its runserver has no TLS. Nothing else should",
+    )
+    parser.add_argument(
+        "--trust-ca",
+        action="append",
+        default=[],
+        help="a CA file to trust for deliveries besides the system's and the sandbox's own "
+        "(repeatable): what issued the product's https certificate",
+    )
+    parser.add_argument(
         "--redirect-uri",
         action="append",
         default=[],
@@ -57,6 +70,8 @@ def main(argv=None):
         addin_id=args.addin_id,
         redirect_uris=redirect_uris,
         app_name=args.app_name,
+        allow_http_loopback=args.allow_http_loopback,
+        trust_ca_files=args.trust_ca,
     )
     server.run_in_foreground("M365 sandbox")
 

@@ -5,32 +5,42 @@ signin.py; what Outlook gives the add-in's task pane (NAA tokens, custom propert
 stub, under /_sandbox/addin/) is in addin.py.
 
 A real HTTPS server (a trustme test CA made at start) speaking Graph's wire format for what the
-product uses: users, calendarView, events, subscriptions with webhook deliveries, $batch.
+product uses: users, calendarView, events, subscriptions with webhook deliveries, $batch. As
+strict as Graph: query options are checked in odata.py (a malformed value is a 400 in Graph's
+error shape, errors.py, with request ids on every answer), time zones are any Windows or IANA
+name (timezones.py, CLDR's table), events Graph would refuse are refused (calendar.py), $batch
+runs in any order honouring dependsOn (batch.py), notification URLs must be https and are
+delivered to on Graph's schedule: several per POST, retries with backoff for 4 hours, the slow and
+drop thresholds (delivery.py).
 Sandbox-only endpoints under /_sandbox/ let tests and the demo turn knobs (latency, throttling,
-revoked consent, consent outcome, sign-in, spoiled ID tokens), register redirect URIs, add tenants
-and events, fire lifecycle events, and read the request log.
+revoked consent, consent outcome, sign-in, spoiled ID tokens, the delivery schedule), register
+redirect URIs, add tenants and events, fire lifecycle events, and read the request log, the
+deliveries and the sandbox's own crashes.
 """
 
 import copy
 import html
+import ipaddress
 import itertools
 import json
-import queue
 import re
 import secrets
+import ssl
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from collections import defaultdict
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from .. import cors
 from ..tls import TLSHandler, TLSServer
-from . import addin, calendar, demo, signin
+from . import addin, batch, calendar, delivery, demo, errors, odata, signin
+from .errors import GraphError, graph_error
 
 DEFAULT_CLIENT_ID = "00000000-0000-0000-0000-0000000000aa"
 DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
@@ -39,9 +49,39 @@ DEFAULT_APP_NAME = "MSS Kalenderkoppling"
 EXTENDED_PROPERTY_SET = "{00020329-0000-0000-C000-000000000046}"
 SUBSCRIPTION_MAX_MINUTES = 4230
 MAILBOX_CONCURRENCY = 4
-BATCH_LIMIT = 20
+BATCH_LIMIT = batch.BATCH_LIMIT
 DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 1000  # Exchange's largest calendarView page
+MAX_USERS_PAGE = 999  # the directory's
+# Properties of microsoft.graph.user the sandbox knows ($select); a user lacks most of them.
+USER_PROPERTIES = {
+    "id",
+    "displayName",
+    "mail",
+    "userPrincipalName",
+    "givenName",
+    "surname",
+    "jobTitle",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "businessPhones",
+    "accountEnabled",
+}
+USER_FILTER = odata.Filterable(
+    "microsoft.graph.user",
+    {
+        **{name: "Edm.String" for name in ("id", "displayName", "mail", "userPrincipalName")},
+        **{name: "Edm.String" for name in ("givenName", "surname", "jobTitle")},
+        "accountEnabled": "Edm.Boolean",
+    },
+)
+EVENT_FILTER = odata.Filterable(
+    "microsoft.graph.event", calendar.FILTERABLE, calendar.NOT_FILTERABLE
+)
 LOG_LIMIT = 200_000
+RECORDED_HEADERS = ("content-type", "accept", "prefer", "client-request-id", "user-agent")
+RECORDED_HEADERS += ("sdkversion", "consistencylevel")
 
 # What a revoked consent looks like at the token endpoint, by AADSTS code.
 REVOKED_ERRORS = {
@@ -71,23 +111,6 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
 
 
-def graph_error(status: int, code: str, message: str) -> tuple[int, dict, dict]:
-    return (
-        status,
-        {},
-        {
-            "error": {
-                "code": code,
-                "message": message,
-                "innerError": {
-                    "date": now_utc().strftime("%Y-%m-%dT%H:%M:%S"),
-                    "request-id": secrets.token_hex(8),
-                },
-            }
-        },
-    )
-
-
 class Sandbox:
     """The sandbox's state and behaviour, independent of HTTP (so $batch can reuse it)."""
 
@@ -101,9 +124,13 @@ class Sandbox:
         addin_id=demo.DEFAULT_ADDIN_ID,
         redirect_uris=(),
         app_name=DEFAULT_APP_NAME,
+        allow_http_loopback=False,
     ):
         self.client_id = client_id
         self.app_name = app_name
+        # `make run`'s one concession: its runserver has no TLS, so the demo may subscribe an
+        # http://127.0.0.1 URL. Everything else (tests, benchmarks) delivers over https.
+        self.allow_http_loopback = allow_http_loopback
         self.addin_id = addin_id
         self.client_secret = client_secret
         self.state_file = Path(state_file) if state_file else None
@@ -119,10 +146,20 @@ class Sandbox:
         self.log: list[dict] = []
         self.log_seq = itertools.count(1)
         self.deliveries: list[dict] = []
+        # Requests the sandbox could not answer as Graph would (a bug here, never the client's
+        # fault), and stored events it could not read: tests assert both stay empty.
+        self.crashes: list[dict] = []
         self.in_flight: dict[str, int] = defaultdict(int)
         self.peak_in_flight: dict[str, int] = defaultdict(int)
-        self.outbox: queue.Queue = queue.Queue()
-        threading.Thread(target=self._deliver_forever, daemon=True).start()
+        # Graph delivers to public https endpoints; the sandbox trusts the public CAs (the
+        # system's) and its own test CA, which is what tests issue the product's certificate from.
+        self.ssl_context = ssl.create_default_context()
+        self.deliverer = delivery.Deliverer(
+            lambda: self.knobs, self._log_delivery, self.ssl_context
+        )
+        self._opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=self.ssl_context)
+        )
         self.started = now_utc()
         if with_demo:
             self.tenants[demo.DEMO_TENANT_ID] = demo.demo_tenant(self.started, addin_id)
@@ -188,7 +225,25 @@ class Sandbox:
             # (True or the aud to put), wrong_issuer, unknown_key.
             "addin_token": dict(addin.NO_SPOILING),
             "log": True,
+            # Graph's delivery schedule (delivery.py): 1.0 is real time, 0.001 plays 4 hours in
+            # 14 s; the answer limit (10 s) and how long a notification waits for company.
+            **delivery.DEFAULT_KNOBS,
         }
+
+    def trust(self, ca_pem: str):
+        """Trust another CA for deliveries (as Graph trusts the public ones)."""
+        self.ssl_context.load_verify_locations(cadata=ca_pem)
+
+    def close(self):
+        self.deliverer.stop()
+
+    def _log_delivery(self, entry: dict):
+        with self.lock:
+            self.deliveries.append(entry)
+
+    def crashed(self, what: str, detail: str):
+        with self.lock:
+            self.crashes.append({"what": what, "detail": detail, "time": time.time()})
 
     # ----- request log
 
@@ -424,8 +479,8 @@ class Sandbox:
         throttled = self.throttled(path)
         if throttled:
             return throttled
-        match = re.match(r"^/users/([^/]+)", path)
-        mailbox = match.group(1).lower() if match else None
+        parts = [unquote(p) for p in path.split("/") if p]
+        mailbox = parts[1].lower() if len(parts) >= 2 and parts[0] == "users" else None
         with self.mailbox_slot(mailbox) as allowed:
             if delay:
                 time.sleep(delay)
@@ -434,10 +489,14 @@ class Sandbox:
                     429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit."
                 )
                 return status, {"Retry-After": "1"}, error
-            return self._route_graph(tenant, method, path, query, headers, body)
+            try:
+                return self._route_graph(
+                    tenant, method, parts, odata.canonical(query), headers, body
+                )
+            except GraphError as refused:
+                return refused.answer()
 
-    def _route_graph(self, tenant, method, path, query, headers, body):
-        parts = [p for p in path.split("/") if p]
+    def _route_graph(self, tenant, method, parts, query, headers, body):
         if parts == ["users"] and method == "GET":
             return self.list_users(tenant, query)
         if len(parts) >= 2 and parts[0] == "users":
@@ -447,12 +506,14 @@ class Sandbox:
                     404, "ErrorInvalidUser", f"The requested user '{parts[1]}' is invalid."
                 )
             rest = parts[2:]
-            if rest and rest[0] == "calendar" and rest[1:] == ["calendarView"]:
-                rest = ["calendarView"]
+            if rest and rest[0] == "calendar" and rest[1:] in (["calendarView"], ["events"]):
+                rest = rest[1:]
             if rest == [] and method == "GET":
-                return 200, {}, user
+                return self.get_user(user, query)
             if rest == ["calendarView"] and method == "GET":
                 return self.calendar_view(tenant, user, query, headers)
+            if rest == ["events"] and method == "GET":
+                return self.list_events(tenant, user, query, headers)
             if rest == ["events"] and method == "POST":
                 return self.create_event(tenant, user, body or {})
             if len(rest) == 2 and rest[0] == "events":
@@ -463,16 +524,72 @@ class Sandbox:
             400, "BadRequest", f"Resource not found for the segment '{parts[-1] if parts else ''}'."
         )
 
+    # ----- users
+
+    def get_user(self, user, query):
+        odata.refuse_unknown(query, {"$select"})
+        if "$select" not in query:
+            return 200, {}, user
+        fields = odata.select(query, USER_PROPERTIES, set(user), "microsoft.graph.user")
+        return 200, {}, self._user_fields(user, fields)
+
+    @staticmethod
+    def _user_fields(user, fields) -> dict:
+        # Graph always returns the id; an unset property comes back as null.
+        return {name: user.get(name) for name in ["id", *sorted(fields - {"id"})]}
+
     def list_users(self, tenant, query):
+        odata.refuse_unknown(query, {"$select", "$filter", "$top", "$skiptoken", "$count"})
+        top = odata.non_negative(query, "$top", 100)
+        if not 1 <= top <= MAX_USERS_PAGE:
+            raise GraphError(
+                400,
+                "Request_UnsupportedQuery",
+                f"Invalid page size specified: '{top}'. Must be between 1 and {MAX_USERS_PAGE} "
+                "inclusive.",
+            )
+        skip = self._skiptoken(query)
         users = sorted(tenant["users"].values(), key=lambda u: u["mail"])
-        skip = int(query.get("$skiptoken", "0") or 0)
-        top = int(query.get("$top", "100"))
-        page = users[skip : skip + top]
+        if "$filter" in query:
+            matches = odata.compile_filter(query["$filter"], USER_FILTER)
+            users = [u for u in users if matches(u)]
+        with_count = odata.count(query)
+        if "$select" in query:
+            fields = odata.select(query, USER_PROPERTIES, USER_PROPERTIES, "microsoft.graph.user")
+            shape = lambda u: self._user_fields(u, fields)  # noqa: E731
+        else:
+            shape = lambda u: u  # noqa: E731
+        page = [shape(u) for u in users[skip : skip + top]]
         result = {"@odata.context": f"{self.base_url}/v1.0/$metadata#users", "value": page}
+        if with_count:
+            result["@odata.count"] = len(users)
         if skip + top < len(users):
-            next_query = dict(query, **{"$skiptoken": str(skip + top)})
-            result["@odata.nextLink"] = f"{self.base_url}/v1.0/users?{urlencode(next_query)}"
+            next_query = dict(query, **{"$skiptoken": self._page_token(skip + top)})
+            result["@odata.nextLink"] = (
+                f"{self.base_url}/v1.0/users?{urlencode(next_query, quote_via=quote)}"
+            )
         return 200, {}, result
+
+    @staticmethod
+    def _page_token(offset: int) -> str:
+        return f"X'{offset:08X}'"  # opaque to clients, as the directory's are
+
+    @staticmethod
+    def _skiptoken(query) -> int:
+        raw = query.get("$skiptoken")
+        if raw is None:
+            return 0
+        match = re.fullmatch(r"X'([0-9A-F]{8})'", raw)
+        if not match:
+            raise GraphError(
+                400,
+                "Directory_ExpiredPageToken",
+                "The specified page token value has expired and can no longer be included in "
+                "your request.",
+            )
+        return int(match.group(1), 16)
+
+    # ----- calendar reads
 
     @staticmethod
     def prefer(headers: dict) -> dict:
@@ -480,87 +597,121 @@ class Sandbox:
         for part in headers.get("prefer", "").split(","):
             if "=" in part:
                 key, value = part.strip().split("=", 1)
-                found[key.strip()] = value.strip().strip('"')
+                found[key.strip().lower()] = value.strip().strip('"')
         return found
 
-    def parse_select(self, query) -> tuple[set[str] | None, tuple | None]:
-        if "$select" not in query:
-            return set(calendar.DEFAULT_PROPERTIES), None
-        fields = {f.strip() for f in query["$select"].split(",") if f.strip()}
-        unknown = sorted(fields - calendar.EVENT_PROPERTIES)
-        if unknown:
-            return None, graph_error(
-                400,
-                "RequestBroker--ParseUri",
-                f"Could not find a property named '{unknown[0]}' on type 'microsoft.graph.event'.",
-            )
-        return fields, None
+    @staticmethod
+    def preferred_zone(prefer: dict) -> str:
+        name = prefer.get("outlook.timezone", "UTC") or "UTC"
+        try:
+            calendar.zone(name)
+        except ValueError:
+            raise calendar.unknown_zone_error(name) from None
+        return name
 
-    def parse_expand(self, query) -> tuple[str | None, tuple | None]:
-        expand = query.get("$expand")
-        if not expand:
-            return None, None
-        match = re.fullmatch(
-            r"singleValueExtendedProperties\(\$filter=id eq '([^']+)'\)", expand.strip()
+    def parse_select(self, query) -> set[str]:
+        return odata.select(
+            query, calendar.EVENT_PROPERTIES, calendar.DEFAULT_PROPERTIES, "microsoft.graph.event"
         )
-        if not match:
-            return None, graph_error(
-                400, "BadRequest", f"Parsing OData Select and Expand failed: '{expand}'."
-            )
-        return match.group(1), None
 
-    def calendar_view(self, tenant, user, query, headers):
+    def _window(self, query) -> tuple[datetime, datetime]:
         try:
             start = datetime.fromisoformat(query["startDateTime"].replace("Z", "+00:00"))
             end = datetime.fromisoformat(query["endDateTime"].replace("Z", "+00:00"))
-        except (KeyError, ValueError):
-            return graph_error(
+        except (KeyError, ValueError, AttributeError):
+            raise GraphError(
                 400,
                 "ErrorInvalidParameter",
                 "This request requires a time window specified by the query "
                 "string parameters StartDateTime and EndDateTime.",
-            )
+            ) from None
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
         if end.tzinfo is None:
             end = end.replace(tzinfo=UTC)
-        fields, error = self.parse_select(query)
-        if error:
-            return error
-        expand_id, error = self.parse_expand(query)
-        if error:
-            return error
+        return start, end
+
+    def _page(self, items, query, headers, default_fields):
+        """One page of events: $filter, $orderby, $count, $skip with $top or maxpagesize,
+        $select and $expand, times in the preferred zone. Returns (rendered events, headers,
+        extra result keys, whether more follow, the next page's $skip)."""
+        fields = odata.select(
+            query, calendar.EVENT_PROPERTIES, default_fields, "microsoft.graph.event"
+        )
+        expand_id = odata.expand_extended_property(query)
+        if "$filter" in query:
+            matches = odata.compile_filter(query["$filter"], EVENT_FILTER)
+            items = [item for item in items if matches(item)]
+        for path, descending in reversed(odata.orderby(query, calendar.ORDERABLE)):
+            items = sorted(items, key=calendar.sort_key(path), reverse=descending)
+        with_count = odata.count(query)
         prefer = self.prefer(headers)
-        tz_name = prefer.get("outlook.timezone", "UTC")
-        try:
-            calendar.zone(tz_name)
-        except ValueError:
-            tz_name = "UTC"
-        page_size = int(query.get("$top") or prefer.get("odata.maxpagesize") or DEFAULT_PAGE_SIZE)
-        page_size = max(1, min(page_size, 1000))
-        with self.lock:
-            events = list(tenant["events"].get(user["id"], {}).values())
-            instances = calendar.calendar_view(events, start, end)
-        skip = int(query.get("$skip", "0") or 0)
-        page = instances[skip : skip + page_size]
+        tz_name = self.preferred_zone(prefer)
+        max_page = odata.page_size_preference(prefer)
+        top = odata.non_negative(query, "$top", 0) if "$top" in query else None
+        skip = odata.non_negative(query, "$skip", 0)
+        page_size = max(1, min(top or max_page or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
+        page = items[skip : skip + page_size]
         applied = [f'outlook.timezone="{tz_name}"']
-        if "odata.maxpagesize" in prefer:
+        if max_page is not None:
             applied.append(f"odata.maxpagesize={page_size}")
+        rendered = [calendar.render(item, fields, tz_name, expand_id) for item in page]
+        extra = {"@odata.count": len(items)} if with_count else {}
+        more = skip + page_size < len(items)
+        return rendered, {"Preference-Applied": ", ".join(applied)}, extra, more, skip + page_size
+
+    def _listing(self, user, segment, query, rendered, out_headers, extra, more, next_skip):
         result = {
-            "@odata.context": f"{self.base_url}/v1.0/$metadata#users('{user['id']}')/calendarView",
-            "value": [calendar.render(item, fields, tz_name, expand_id) for item in page],
+            "@odata.context": f"{self.base_url}/v1.0/$metadata#users('{user['id']}')/{segment}",
+            **extra,
+            "value": rendered,
         }
-        if skip + page_size < len(instances):
-            next_query = dict(query, **{"$skip": str(skip + page_size)})
+        if more:
+            next_query = dict(query, **{"$skip": str(next_skip)})
             result["@odata.nextLink"] = (
-                f"{self.base_url}/v1.0/users/{user['id']}/calendarView?"
+                f"{self.base_url}/v1.0/users/{user['id']}/{segment}?"
                 f"{urlencode(next_query, quote_via=quote)}"
             )
-        return 200, {"Preference-Applied": ", ".join(applied)}, result
+        return 200, out_headers, result
+
+    def _stored_events(self, tenant, user) -> list[dict]:
+        with self.lock:
+            return list(tenant["events"].get(user["id"], {}).values())
+
+    def calendar_view(self, tenant, user, query, headers):
+        odata.refuse_unknown(
+            query, {"$select", "$expand", "$filter", "$top", "$skip", "$orderby", "$count"}
+        )
+        start, end = self._window(query)
+        unreadable: list = []
+        instances = calendar.calendar_view(
+            self._stored_events(tenant, user), start, end, unreadable
+        )
+        if unreadable:
+            self.crashed("unreadable stored events", f"{user['mail']}: {unreadable}")
+        page = self._page(instances, query, headers, calendar.DEFAULT_PROPERTIES)
+        return self._listing(user, "calendarView", query, *page)
+
+    def list_events(self, tenant, user, query, headers):
+        """`/users/{id}/events`: single instances and series masters (never occurrences)."""
+        odata.refuse_unknown(
+            query, {"$select", "$expand", "$filter", "$top", "$skip", "$orderby", "$count"}
+        )
+        unreadable: list = []
+        events = sorted(
+            calendar.readable(self._stored_events(tenant, user), unreadable),
+            key=lambda e: (str(e.get("createdDateTime", "")), e["id"]),
+        )
+        if unreadable:
+            self.crashed("unreadable stored events", f"{user['mail']}: {unreadable}")
+        page = self._page(events, query, headers, calendar.DEFAULT_PROPERTIES)
+        return self._listing(user, "events", query, *page)
 
     # ----- events
 
     def create_event(self, tenant, user, body):
+        if not isinstance(body, dict):
+            raise GraphError(400, "UnableToDeserializePostBody", "were unable to deserialize")
         event = demo.make_event(
             user["mail"], secrets.token_hex(8), body.get("subject", ""), now_utc(), now_utc()
         )
@@ -568,6 +719,7 @@ class Sandbox:
         event["id"] = "AAMkAD" + secrets.token_hex(16)
         event["type"] = "seriesMaster" if body.get("recurrence") else "singleInstance"
         event["changeKey"] = secrets.token_hex(8)
+        calendar.check_event(event)
         with self.lock:
             tenant["events"].setdefault(user["id"], {})[event["id"]] = event
         self.notify(tenant, user, event["id"], "created")
@@ -583,25 +735,27 @@ class Sandbox:
                 404, "ErrorItemNotFound", "The specified object was not found in the store."
             )
         if method == "GET":
-            fields, error = self.parse_select(query)
-            if error:
-                return error
-            expand_id, error = self.parse_expand(query)
-            if error:
-                return error
-            tz_name = self.prefer(headers).get("outlook.timezone", "UTC")
+            odata.refuse_unknown(query, {"$select", "$expand"})
+            fields = self.parse_select(query)
+            expand_id = odata.expand_extended_property(query)
+            tz_name = self.preferred_zone(self.prefer(headers))
             return 200, {}, calendar.render(event, fields, tz_name, expand_id)
         if method == "PATCH":
-            changes = copy.deepcopy(body or {})
+            if not isinstance(body, dict):
+                raise GraphError(400, "UnableToDeserializePostBody", "were unable to deserialize")
+            changes = copy.deepcopy(body)
             extended = changes.pop("singleValueExtendedProperties", None)
             with self.lock:
-                event.update(changes)
+                changed = {**copy.deepcopy(event), **changes}
+                calendar.check_event(changed)  # a refused change leaves the event as it was
                 if isinstance(extended, list):
-                    event["singleValueExtendedProperties"] = calendar.merge_extended(
+                    changed["singleValueExtendedProperties"] = calendar.merge_extended(
                         event.get("singleValueExtendedProperties"), extended
                     )
-                event["changeKey"] = secrets.token_hex(8)
-                event["lastModifiedDateTime"] = iso(now_utc())
+                changed["changeKey"] = secrets.token_hex(8)
+                changed["lastModifiedDateTime"] = iso(now_utc())
+                event.clear()
+                event.update(changed)
             self.notify(tenant, user, event_id, "updated")
             self.save()
             return 200, {}, calendar.render(event, calendar.DEFAULT_PROPERTIES, "UTC", None)
@@ -649,7 +803,7 @@ class Sandbox:
         if rest[1:] == ["reauthorize"] and method == "POST":
             with self.lock:
                 subscription["reauthorized"] = subscription.get("reauthorized", 0) + 1
-            return 200, {}, None
+            return 204, {}, None
         return graph_error(405, "BadRequest", "Method not allowed.")
 
     @staticmethod
@@ -699,7 +853,7 @@ class Sandbox:
 
     def create_subscription(self, tenant, body):
         resource = body.get("resource", "")
-        match = re.fullmatch(r"/?users/([^/]+)/events", resource, flags=re.IGNORECASE)
+        match = re.fullmatch(r"/?users/([^/]+)/events", str(resource), flags=re.IGNORECASE)
         if not match:
             return graph_error(
                 400,
@@ -707,7 +861,7 @@ class Sandbox:
                 f"Operation: Create; Exception: [Status Code: BadRequest; "
                 f"Reason: Unsupported resource '{resource}']",
             )
-        user = self.find_user(tenant, match.group(1))
+        user = self.find_user(tenant, unquote(match.group(1)))
         if user is None:
             return graph_error(
                 404,
@@ -727,6 +881,12 @@ class Sandbox:
             url = body.get(url_key)
             if url_key == "notificationUrl" and not url:
                 return graph_error(400, "InvalidRequest", "notificationUrl is required.")
+            if url and not self.acceptable_url(str(url)):
+                scheme = urlsplit(str(url)).scheme or "''"
+                name = url_key[0].upper() + url_key[1:]
+                return graph_error(
+                    400, "InvalidRequest", f"{name} scheme='{scheme}' is not supported."
+                )
             if url and not self.validate_endpoint(url):
                 return graph_error(
                     400,
@@ -755,6 +915,18 @@ class Sandbox:
         self.save()
         return 201, {}, self.public_subscription(subscription)
 
+    def acceptable_url(self, url: str) -> bool:
+        """https only, as Graph; `allow_http_loopback` (make run) lets http://127.0.0.1 in."""
+        split = urlsplit(url)
+        if split.scheme == "https" and split.hostname:
+            return True
+        if split.scheme != "http" or not self.allow_http_loopback:
+            return False
+        try:
+            return split.hostname == "localhost" or ipaddress.ip_address(split.hostname).is_loopback
+        except ValueError:
+            return False
+
     def validate_endpoint(self, url: str) -> bool:
         """Graph's handshake: POST ?validationToken=…, expect 200 text/plain echoing it in 10 s."""
         token = f"Validation: Testing client application reachability {secrets.token_hex(6)}"
@@ -767,7 +939,7 @@ class Sandbox:
         )
         entry = {"kind": "validation", "url": url, "time": time.time()}
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with self._opener.open(request, timeout=10) as response:
                 text = response.read().decode()
                 entry.update(
                     status=response.status, content_type=response.headers.get("Content-Type", "")
@@ -797,25 +969,22 @@ class Sandbox:
                 and not self._expired(s)
             ]
         for subscription in targets:
-            payload = {
-                "value": [
-                    {
-                        "subscriptionId": subscription["id"],
-                        "subscriptionExpirationDateTime": subscription["expirationDateTime"],
-                        "changeType": change_type,
-                        "resource": f"Users/{user['id']}/Events/{event_id}",
-                        "resourceData": {
-                            "@odata.type": "#Microsoft.Graph.Event",
-                            "@odata.id": f"Users/{user['id']}/Events/{event_id}",
-                            "@odata.etag": 'W/"' + secrets.token_hex(8) + '"',
-                            "id": event_id,
-                        },
-                        "clientState": subscription["clientState"],
-                        "tenantId": tenant["id"],
-                    }
-                ]
+            notification = {
+                "id": delivery.notification_id(),
+                "subscriptionId": subscription["id"],
+                "subscriptionExpirationDateTime": subscription["expirationDateTime"],
+                "changeType": change_type,
+                "resource": f"Users/{user['id']}/Events/{event_id}",
+                "resourceData": {
+                    "@odata.type": "#Microsoft.Graph.Event",
+                    "@odata.id": f"Users/{user['id']}/Events/{event_id}",
+                    "@odata.etag": 'W/"' + secrets.token_hex(8) + '"',
+                    "id": event_id,
+                },
+                "clientState": subscription["clientState"],
+                "tenantId": tenant["id"],
             }
-            self.outbox.put(("notification", subscription["notificationUrl"], payload))
+            self.deliverer.enqueue("notification", subscription["notificationUrl"], notification)
 
     def send_lifecycle(self, subscription_id: str, event: str) -> bool:
         with self.lock:
@@ -824,98 +993,31 @@ class Sandbox:
                 return False
             if event == "subscriptionRemoved":
                 self.subscriptions.pop(subscription_id, None)
-        payload = {
-            "value": [
-                {
-                    "subscriptionId": subscription["id"],
-                    "subscriptionExpirationDateTime": subscription["expirationDateTime"],
-                    "tenantId": subscription["tenantId"],
-                    "clientState": subscription["clientState"],
-                    "lifecycleEvent": event,
-                }
-            ]
+        lifecycle = {
+            "subscriptionId": subscription["id"],
+            "subscriptionExpirationDateTime": subscription["expirationDateTime"],
+            "tenantId": subscription["tenantId"],
+            "clientState": subscription["clientState"],
+            "lifecycleEvent": event,
         }
-        self.outbox.put(("lifecycle", subscription["lifecycleNotificationUrl"], payload))
+        self.deliverer.enqueue("lifecycle", subscription["lifecycleNotificationUrl"], lifecycle)
         self.save()
         return True
-
-    def _deliver_forever(self):
-        while True:
-            kind, url, payload = self.outbox.get()
-            # Graph retries failed deliveries (for hours); the sandbox tries a few times.
-            for attempt in range(4):
-                entry = {
-                    "kind": kind,
-                    "url": url,
-                    "payload": payload,
-                    "attempt": attempt,
-                    "time": time.time(),
-                }
-                request = urllib.request.Request(
-                    url,
-                    data=json.dumps(payload).encode(),
-                    method="POST",
-                    headers={"Content-Type": "application/json; charset=utf-8"},
-                )
-                started = time.monotonic()
-                try:
-                    with urllib.request.urlopen(request, timeout=10) as response:
-                        entry["status"] = response.status
-                except urllib.error.HTTPError as exc:
-                    entry["status"] = exc.code
-                except (urllib.error.URLError, OSError) as exc:
-                    entry.update(status=None, error=str(exc))
-                entry["seconds"] = round(time.monotonic() - started, 3)
-                with self.lock:
-                    self.deliveries.append(entry)
-                if entry["status"] and 200 <= entry["status"] < 300:
-                    break
-                time.sleep(0.5 * (attempt + 1))
 
     # ----- $batch
 
     def batch(self, tenant, body, *, delay: float) -> tuple[int, dict, dict]:
-        requests_ = (body or {}).get("requests")
-        if not isinstance(requests_, list) or not requests_:
-            return graph_error(400, "BadRequest", "Invalid batch payload.")
-        if len(requests_) > BATCH_LIMIT:
-            return graph_error(
-                400, "BadRequest", "Number of batch request steps exceeds the maximum of 20."
-            )
-        if len({r.get("id") for r in requests_}) != len(requests_):
-            return graph_error(400, "BadRequest", "Batch request ids must be unique.")
+        try:
+            steps = batch.check(body)
+        except GraphError as refused:
+            return refused.answer()
         if delay:
             time.sleep(delay)  # the steps run in parallel at Graph: one round trip's latency
-        responses = []
-        for step in requests_:
-            split = urlsplit(step.get("url", ""))
-            path = split.path
-            if path.startswith("/v1.0"):
-                path = path[5:]
-            query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-            headers = {k.lower(): v for k, v in (step.get("headers") or {}).items()}
-            status, out_headers, out_body = self.graph(
-                tenant, step.get("method", "GET").upper(), path, query, headers, step.get("body")
-            )
-            self.record(
-                {
-                    "method": step.get("method", "GET").upper(),
-                    "path": "/v1.0" + path,
-                    "query": query,
-                    "prefer": headers.get("prefer", ""),
-                    "status": status,
-                    "batch": True,
-                }
-            )
-            response = {
-                "id": step.get("id"),
-                "status": status,
-                "headers": {"Content-Type": "application/json", **out_headers},
-            }
-            if out_body is not None:
-                response["body"] = out_body
-            responses.append(response)
-        return 200, {}, {"responses": responses}
+
+        def run_step(method, path, query, headers, step_body):
+            return self.graph(tenant, method, path, query, headers, step_body)
+
+        return 200, {}, {"responses": batch.run(steps, run_step, self.record)}
 
 
 class Handler(signin.SignInPages, addin.AddinEndpoints, TLSHandler):
@@ -981,7 +1083,11 @@ class Handler(signin.SignInPages, addin.AddinEndpoints, TLSHandler):
             if cors.is_addin_path(path):
                 return self._addin(method, path[len(cors.ADDIN_PREFIX) :].strip("/"), query, raw)
             if path.startswith("/_sandbox/"):
-                return self._control(method, path[len("/_sandbox/") :].strip("/"), query, raw)
+                try:
+                    return self._control(method, path[len("/_sandbox/") :].strip("/"), query, raw)
+                except GraphError as refused:  # an event Graph would refuse, made in "Outlook"
+                    status, headers, body = refused.answer()
+                    return self._send(status, body, headers)
             if path.startswith("/v1.0/"):
                 return self._graph(method, path[5:], query, raw)
             return self._login(method, path, query, raw)
@@ -1152,28 +1258,51 @@ class Handler(signin.SignInPages, addin.AddinEndpoints, TLSHandler):
     def _graph(self, method, path, query, raw):
         sandbox = self.sandbox
         headers = {k.lower(): v for k, v in self.headers.items()}
+        request_id, client_request_id = errors.request_ids(headers.get("client-request-id"))
         entry = {
             "method": method,
             "path": "/v1.0" + path,
             "query": query,
             "prefer": headers.get("prefer", ""),
+            # As sent (percent-encoding kept) and what a client's library adds: enough to replay
+            # a recorded client (tests/data/msgraph-sdk-requests.json). Never the token.
+            "raw_path": self.path,
+            "headers": {k: headers[k] for k in RECORDED_HEADERS if k in headers},
         }
-        delay = sandbox.knobs.get("latency_ms", 0) / 1000
-        tenant, error = sandbox.authenticate(headers.get("authorization", ""))
-        body = self._json(raw)
-        if error:
-            status, out_headers, out_body = error
-        elif path == "/$batch" and method == "POST":
-            throttled = sandbox.throttled(path)
-            status, out_headers, out_body = throttled or sandbox.batch(tenant, body, delay=delay)
-            entry["steps"] = len((body or {}).get("requests") or [])
-        else:
-            status, out_headers, out_body = sandbox.graph(
-                tenant, method, path, query, headers, body, delay=delay
+        if method in ("POST", "PATCH") and len(raw) <= 16_384:
+            entry["body"] = self._json(raw)
+        try:
+            status, out_headers, out_body = self._graph_answer(method, path, query, raw, headers)
+        except Exception:  # noqa: BLE001 - Graph answers, it never drops the connection
+            sandbox.crashed(f"{method} /v1.0{path}", traceback.format_exc())
+            status, out_headers, out_body = graph_error(
+                500, "InternalServerError", "The sandbox failed to answer this request."
             )
+        if path == "/$batch" and method == "POST":
+            body = self._json(raw)
+            requests_ = body.get("requests") if isinstance(body, dict) else None
+            entry["steps"] = len(requests_) if isinstance(requests_, list) else 0
+            if isinstance(out_body, dict):
+                for answer in out_body.get("responses", []):
+                    errors.stamp(answer.get("body"), request_id, client_request_id)
         entry["status"] = status
         sandbox.record(entry)
+        errors.stamp(out_body, request_id, client_request_id)
+        out_headers = {**out_headers, **errors.id_headers(request_id, client_request_id)}
         return self._send(status, out_body, out_headers)
+
+    def _graph_answer(self, method, path, query, raw, headers):
+        sandbox = self.sandbox
+        delay = sandbox.knobs.get("latency_ms", 0) / 1000
+        tenant, error = sandbox.authenticate(headers.get("authorization", ""))
+        if error:
+            return error
+        body = self._json(raw)
+        if raw and body is None and method in ("POST", "PATCH"):
+            return graph_error(400, "BadRequest", "Unable to read JSON request payload.")
+        if path == "/$batch" and method == "POST":
+            return sandbox.throttled(path) or sandbox.batch(tenant, body, delay=delay)
+        return sandbox.graph(tenant, method, path, query, headers, body, delay=delay)
 
     # ----- sandbox-only control plane
 
@@ -1194,11 +1323,19 @@ class Handler(signin.SignInPages, addin.AddinEndpoints, TLSHandler):
             return self._send(200, {"value": entries})
         if parts == ["deliveries"]:
             if method == "DELETE":
+                sandbox.deliverer.clear()
                 with sandbox.lock:
                     sandbox.deliveries.clear()
                 return self._send(204)
+            pending, endpoints = sandbox.deliverer.pending(), sandbox.deliverer.endpoint_states()
             with sandbox.lock:
-                return self._send(200, {"value": list(sandbox.deliveries)})
+                value = list(sandbox.deliveries)
+            return self._send(200, {"value": value, "pending": pending, "endpoints": endpoints})
+        if parts == ["crashes"]:
+            with sandbox.lock:
+                if method == "DELETE":
+                    sandbox.crashes.clear()
+                return self._send(200, {"value": list(sandbox.crashes)})
         if parts == ["knobs"]:
             if method == "POST":
                 with sandbox.lock:
@@ -1319,6 +1456,8 @@ class M365Server(TLSServer):
         ca=None,
         redirect_uris=(),
         app_name=DEFAULT_APP_NAME,
+        allow_http_loopback=False,
+        trust_ca_files=(),
     ):
         self.sandbox = Sandbox(
             client_id=client_id,
@@ -1328,9 +1467,18 @@ class M365Server(TLSServer):
             addin_id=addin_id,
             redirect_uris=redirect_uris,
             app_name=app_name,
+            allow_http_loopback=allow_http_loopback,
         )
         handler = type("BoundHandler", (Handler,), {"sandbox": self.sandbox})
         super().__init__(
             handler, host, port, ca=ca, ca_file=ca_file, ca_name="MSS M365 sandbox test CA"
         )
         self.sandbox.base_url = self.base_url
+        # Its own test CA counts as public: tests put the product behind a certificate from it.
+        self.sandbox.trust(self.ca.cert_pem.bytes().decode())
+        for extra in trust_ca_files:
+            self.sandbox.trust(Path(extra).read_text())
+
+    def stop(self):
+        self.sandbox.close()
+        super().stop()

@@ -353,10 +353,11 @@ class OneXHandler(BaseHTTPRequestHandler):
                 if not isinstance(op.get(field), str):
                     raise Problem(422, "validation_error", f"{field} is required.")
             if op["op"] == "put":
-                status, entry = store.put_absence(
+                # The contract's result is the status (and a problem on failure), nothing else.
+                status, _entry = store.put_absence(
                     company_id, op["subscriptionId"], op["externalId"], op.get("body")
                 )
-                return {"status": status, "entry": entry}
+                return {"status": status}
             store.delete_absence(company_id, op["subscriptionId"], op["externalId"])
             return {"status": 204}
         except Problem as problem:

@@ -3,8 +3,10 @@ processes: `tasks.request_subscriptions` enqueues the chunks, real `celery worke
 them (each chunk sends its requests in parallel and writes a row per mailbox), and the product's
 webhook views, served by gunicorn, answer Graph's two validation handshakes per subscription.
 
-The M365 sandbox runs as a child process with a tenant of N mailboxes. The rows the bench makes
-are deleted afterwards. Prints the time, subscriptions per second and the machine's load.
+The M365 sandbox runs as a child process with a tenant of N mailboxes. Graph delivers to https
+only: gunicorn serves TLS with a certificate from a test CA made here, which the sandbox is told
+to trust (`--trust-ca`). The rows the bench makes are deleted afterwards. Prints the time,
+subscriptions per second and the machine's load.
 """
 
 import os
@@ -16,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import requests
+import trustme
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
@@ -48,7 +51,8 @@ class Command(BaseCommand):
         children = []
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                sandbox, base_url, ca_file = start_m365_sandbox(Path(tmp))
+                web_ca = self._web_certificate(Path(tmp))
+                sandbox, base_url, ca_file = start_m365_sandbox(Path(tmp), trust_ca=web_ca)
                 children.append(sandbox)
                 env = self._environment(base_url, ca_file, Path(tmp))
                 children.append(self._gunicorn(env))
@@ -62,6 +66,16 @@ class Command(BaseCommand):
                     child.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     child.kill()
+
+    @staticmethod
+    def _web_certificate(tmp: Path) -> Path:
+        """gunicorn's certificate for 127.0.0.1 (web-cert.pem, web-key.pem); returns its CA."""
+        ca = trustme.CA(organization_name="MSS bench web CA")
+        certificate = ca.issue_cert("127.0.0.1")
+        certificate.cert_chain_pems[0].write_to_path(str(tmp / "web-cert.pem"))
+        certificate.private_key_pem.write_to_path(str(tmp / "web-key.pem"))
+        ca.cert_pem.write_to_path(str(tmp / "web-ca.pem"))
+        return tmp / "web-ca.pem"
 
     def _environment(self, base_url, ca_file, tmp: Path) -> dict:
         web_port = free_port()
@@ -84,8 +98,9 @@ class Command(BaseCommand):
             "MS_CA_BUNDLE": ca_file,
             "MS_CLIENT_ID": settings.MS_CLIENT_ID,
             "MS_CLIENT_SECRET": settings.MS_CLIENT_SECRET,
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+            "PUBLIC_BASE_URL": f"https://127.0.0.1:{web_port}",
             "MSS_WEB_PORT": str(web_port),
+            "MSS_WEB_TLS": str(tmp),
         }
 
     def _gunicorn(self, env) -> subprocess.Popen:
@@ -100,6 +115,10 @@ class Command(BaseCommand):
                 "2",
                 "--threads",
                 "8",
+                "--certfile",
+                str(Path(env["MSS_WEB_TLS"]) / "web-cert.pem"),
+                "--keyfile",
+                str(Path(env["MSS_WEB_TLS"]) / "web-key.pem"),
             ],
             cwd=settings.BASE_DIR,
             env=env,
@@ -107,7 +126,11 @@ class Command(BaseCommand):
             stderr=subprocess.DEVNULL,
         )
         self._wait_until(
-            lambda: _answers(f"{env['PUBLIC_BASE_URL']}/login/"), 30, "gunicorn to listen"
+            lambda: _answers(
+                f"{env['PUBLIC_BASE_URL']}/login/", Path(env["MSS_WEB_TLS"]) / "web-ca.pem"
+            ),
+            30,
+            "gunicorn to listen",
         )
         return process
 
@@ -196,9 +219,9 @@ class Command(BaseCommand):
             time.sleep(0.2)
 
 
-def _answers(url) -> bool:
+def _answers(url, ca_file: Path) -> bool:
     try:
-        requests.get(url, timeout=2)
+        requests.get(url, timeout=2, verify=str(ca_file))
     except requests.RequestException:
         return False
     return True
