@@ -59,6 +59,31 @@ def _sync_failed(params: dict) -> str:
     return "; ".join(part for part in (params.get("error", ""), _sync_summary(params)) if part)
 
 
+def _onex_audited(params: dict) -> str:
+    counts = {
+        name: int(params.get(name) or 0)
+        for name in ("missing", "stale", "orphaned", "bookings_corrected", "failed", "skipped")
+    }
+    if not any(counts[name] for name in ("missing", "stale", "orphaned", "bookings_corrected")):
+        parts = [gettext("Daily check against One X: everything matched.")]
+    else:
+        parts = [
+            gettext(
+                "Daily check against One X, differences repaired: missing in One X "
+                "%(missing)d, different in One X %(stale)d, left over in One X %(orphaned)d, "
+                "bookings corrected %(bookings_corrected)d."
+            )
+            % counts
+        ]
+    if counts["failed"]:
+        parts.append(gettext("Not repaired yet (the next sync tries again): %(failed)d.") % counts)
+    if counts["skipped"]:
+        parts.append(
+            gettext("Users not checked (busy or calendar unreadable): %(skipped)d.") % counts
+        )
+    return " ".join(parts)
+
+
 def _as_recorded(params: dict) -> str:
     # Stored as it was (a legacy row, or an error text a provider produced).
     return str(params.get("text") or params.get("error") or "")
@@ -186,6 +211,7 @@ MESSAGES: dict[str, Message] = {
     "sync_failed": Message(Kind.SYNC, _sync_failed),
     "integration_error": Message(Kind.SYNC, _as_recorded),
     "recovered": Message(Kind.SYNC, _("Syncing works again.")),
+    "onex_audited": Message(Kind.SYNC, _onex_audited),
 }
 
 

@@ -14,7 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -34,6 +37,7 @@ CHUNK_SIZE = 100  # mailboxes per subscription task
 PARALLEL = 16  # requests in flight per task
 # Renew when less than this is left (the beat runs every 30 minutes).
 RENEW_BEFORE = timedelta(hours=12)
+QUIET_CHECK_KEY = "mss:quiet-subscription-checked:"
 
 
 @dataclass
@@ -48,6 +52,32 @@ def due_users():
         mailbox_subscription__status=MailboxSubscription.Status.ACTIVE,
         mailbox_subscription__expires_at__gt=timezone.now() + RENEW_BEFORE,
     )
+
+
+def quiet_users():
+    """Users of syncing Graph integrations whose live subscription has brought no notification
+    for longer than MSS_QUIET_MAILBOX_HOURS, and was not checked within that time either: a
+    subscription Graph dropped without telling us looks just like a quiet mailbox, so these
+    are renewed, which recreates (and resyncs) one Graph no longer has. EWS subscriptions
+    report in by themselves (status events keep their expiry fresh; due_users catches those
+    gone quiet)."""
+    now, quiet = timezone.now(), timedelta(hours=settings.MSS_QUIET_MAILBOX_HOURS)
+    since = now - quiet
+    subscriptions = MailboxSubscription.objects.filter(
+        Q(last_notification_at__lt=since)
+        | Q(last_notification_at__isnull=True, created_at__lt=since),
+        status=MailboxSubscription.Status.ACTIVE,
+        expires_at__gt=now + RENEW_BEFORE,  # sooner ones are due_users anyway
+        synced_user__integration__kind=Integration.Kind.GRAPH,
+        synced_user__in=SyncedUser.objects.may_sync(),
+    ).values_list("pk", "synced_user_id")
+    # One check per quiet period: the cache remembers it (losing that only checks again).
+    due = [
+        user_id
+        for pk, user_id in subscriptions
+        if cache.add(f"{QUIET_CHECK_KEY}{pk}", 1, timeout=int(quiet.total_seconds()))
+    ]
+    return SyncedUser.objects.filter(pk__in=due)
 
 
 def ensure(users: Iterable[SyncedUser], *, renew_all: bool = False, provider=None) -> Ensured:

@@ -1,9 +1,12 @@
 """A mailbox's sync: fetch → plan → reconcile → push.
 
 Runs of one mailbox never interleave: a run claims the mailbox with a conditional UPDATE of
-`sync_started_at` (a claim older than LOCK_STALE_AFTER counts as abandoned). Triggers only
-stamp `sync_requested_at` (`stamp_request`, `stamp_requests`); `tasks` enqueues a run for the
-mailboxes that had none pending, so a burst of change notifications costs one run.
+`sync_started_at` (a claim older than Celery's hard task time limit counts as abandoned).
+Triggers only stamp `sync_requested_at` (`stamp_request`, `stamp_requests`) with the moment the
+run is due; `tasks` enqueues a run for the mailboxes that had none pending, so a burst of change
+notifications costs one run. A request never depends on its message surviving: `sweep` finds
+requests overdue by REQUEST_OVERDUE_AFTER (their message was lost) and claims their run
+abandoned, and the beat requests them again.
 
 One mailbox (a change notification) runs alone: `sync_mailbox`. Many mailboxes (settings or
 rules saved, the periodic reconcile, a first sync) run in chunks of one integration, as many
@@ -13,10 +16,13 @@ has its own lock and outcome.
 
 import enum
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
 
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -30,8 +36,14 @@ from .providers.base import AccessLost, CalendarProvider, ProviderError
 
 logger = logging.getLogger(__name__)
 
-LOCK_STALE_AFTER = timedelta(minutes=10)  # well past the Celery task time limit
-REQUEST_STALE_AFTER = timedelta(minutes=10)  # a request whose task got lost
+# A request still pending this long after its run was due lost its message (a worker killed,
+# Redis restarted): the sweeper requests it again.
+REQUEST_OVERDUE_AFTER = timedelta(minutes=1)
+# A trigger stamps afresh (and enqueues) a request pending this long.
+REQUEST_STALE_AFTER = timedelta(minutes=10)
+# The due times of a bulk request's chunks are stamped per step of this many seconds (the
+# step's last second), so spreading a resync costs a few UPDATEs, not one per chunk.
+DUE_STEP_SECONDS = 10
 
 
 def default_writer() -> AbsenceWriter:
@@ -59,20 +71,41 @@ class SyncOutcome:
         return self.status == Status.FAILED and not self.permanent
 
 
+def claim_expiry() -> timedelta:
+    """How long a claim holds: no task runs past Celery's hard time limit, so an older claim
+    belongs to a run that died (a killed worker, a release the database refused)."""
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+
+
 def claim(synced_user: SyncedUser, now: datetime) -> bool:
     """Take the mailbox's lock; clears the pending request, which this run now serves."""
     return bool(
         SyncedUser.objects.filter(pk=synced_user.pk)
-        .filter(Q(sync_started_at__isnull=True) | Q(sync_started_at__lt=now - LOCK_STALE_AFTER))
+        .filter(Q(sync_started_at__isnull=True) | Q(sync_started_at__lt=now - claim_expiry()))
         .update(sync_started_at=now, sync_requested_at=None)
     )
 
 
 def release(synced_user: SyncedUser, claimed_at: datetime) -> None:
-    # Only our own claim: a run that took over a stale lock keeps its own.
-    SyncedUser.objects.filter(pk=synced_user.pk, sync_started_at=claimed_at).update(
-        sync_started_at=None
-    )
+    """Free our own claim (a run that took over an abandoned one keeps its own). A database
+    that cut the connection gets one more try on a new one; if that fails too, the claim
+    expires with the time limit and the sweeper requests the mailbox again."""
+    mine = SyncedUser.objects.filter(pk=synced_user.pk, sync_started_at=claimed_at)
+    try:
+        mine.update(sync_started_at=None)
+    except DatabaseError:
+        _drop_broken_connection()
+        try:
+            mine.update(sync_started_at=None)
+        except DatabaseError:
+            logger.warning("Could not release synced user %s; its claim expires", synced_user.pk)
+
+
+def _drop_broken_connection() -> None:
+    # Outside a transaction, a connection the database terminated stays unusable until closed;
+    # the next query then opens a new one.
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
 
 
 def _due(now: datetime) -> Q:
@@ -213,6 +246,13 @@ def _run_claimed(synced_user, integration, now, work, *, reraise=True) -> SyncOu
     returned as a permanent failure so the other mailboxes carry on)."""
     try:
         outcome = work()
+    except DatabaseError:
+        # The database went away mid-run: passing, so the mailbox runs again soon.
+        logger.warning("Sync of synced user %s: database error", synced_user.pk, exc_info=True)
+        _drop_broken_connection()
+        outcome = SyncOutcome(
+            Status.FAILED, error=_("The database could not be reached; the sync runs again soon.")
+        )
     except Exception as exc:  # an unexpected bug must not leave the mailbox locked
         logger.exception("Sync of synced user %s failed", synced_user.pk)
         crashed = SyncOutcome(Status.FAILED, permanent=not reraise, error=type(exc).__name__)
@@ -295,7 +335,18 @@ def _push(synced_user, integration, items, writer, now, shared=None) -> SyncOutc
         permanent = bool(getattr(exc, "permanent", False))
         return SyncOutcome(Status.FAILED, permanent=permanent, error=_onex_message(exc))
     settlement = reconcile.settle(plan, results)
-    reconcile.record(synced_user, settlement, now)
+    try:
+        with transaction.atomic():  # all of it or none: the next diff sees one consistent state
+            reconcile.record(synced_user, settlement, now)
+    except DatabaseError:
+        # One X took the operations but their rows were not saved: passing, not permanent. The
+        # next run finds the old rows and sends the same puts and deletes again, which One X
+        # takes as they are (keyed by the entry's id; deleting a deleted entry is a 404 we want).
+        logger.warning("Synced user %s: One X's answer not recorded", synced_user.pk, exc_info=True)
+        _drop_broken_connection()
+        return SyncOutcome(
+            Status.FAILED, error=_("The result could not be saved; the sync runs again soon.")
+        )
     written, deleted = len(settlement.written), len(settlement.deleted)
     if not settlement.failures:
         return SyncOutcome(Status.OK, written=written, deleted=deleted)
@@ -325,6 +376,17 @@ def _onex_message(exc: Exception) -> str:
 
 
 def _record(synced_user, integration, outcome: SyncOutcome, now) -> None:
+    """Save the outcome on the user (and in the log). A database error here must not hide the
+    outcome from the task, which retries a passing failure: it is logged, and the next run
+    records its own outcome."""
+    try:
+        _save_outcome(synced_user, integration, outcome, now)
+    except DatabaseError:
+        logger.warning("Could not record the outcome of synced user %s", synced_user.pk)
+        _drop_broken_connection()
+
+
+def _save_outcome(synced_user, integration, outcome: SyncOutcome, now) -> None:
     was = synced_user.state
     if outcome.status == Status.OK:
         if integration.status == Integration.Status.ERROR:
@@ -367,14 +429,89 @@ def stamp_requests(users) -> list[list[int]]:
         return []
     # The stamp tells which mailboxes this call requested (an UPDATE returns only a count);
     # a request racing with us either stamped first (and enqueued) or finds ours pending.
-    requested = (
-        users.filter(sync_requested_at=now)
-        .order_by("integration_id", "pk")
-        .values_list("integration__kind", "integration_id", "pk")
+    return chunks_of(users.filter(sync_requested_at=now))
+
+
+def chunks_of(users) -> list[list[int]]:
+    """The ids of `users` (a queryset) in chunks of one integration each as large as its
+    provider reads in one bulk request."""
+    rows = users.order_by("integration_id", "pk").values_list(
+        "integration__kind", "integration_id", "pk"
     )
     chunks = []
-    for (kind, _integration_id), rows in groupby(requested, key=lambda row: row[:2]):
-        ids = [pk for *_, pk in rows]
+    for (kind, _integration_id), group in groupby(rows, key=lambda row: row[:2]):
+        ids = [pk for *_, pk in group]
         size = providers.bulk_size(kind)
         chunks += [ids[i : i + size] for i in range(0, len(ids), size)]
     return chunks
+
+
+def stamp_due(chunks: list[list[int]], delays: list[int]) -> None:
+    """Stamp each chunk's pending requests with the moment its run is due (`delays`: seconds
+    from now, one per chunk), so a run spread minutes ahead is not taken for a lost one."""
+    now = timezone.now()
+    by_due: dict[int, list[int]] = defaultdict(list)
+    for chunk, delay in zip(chunks, delays, strict=True):
+        if delay > DUE_STEP_SECONDS:  # sooner ones are far inside REQUEST_OVERDUE_AFTER
+            step_end = -(-delay // DUE_STEP_SECONDS) * DUE_STEP_SECONDS
+            by_due[step_end] += chunk
+    for step_end, ids in by_due.items():
+        SyncedUser.objects.filter(pk__in=ids, sync_requested_at__isnull=False).update(
+            sync_requested_at=now + timedelta(seconds=step_end)
+        )
+
+
+def stamp_retry(synced_user_ids, delay_seconds: int) -> None:
+    """A passing failure's retry is due in `delay_seconds`: stamp it as a request, so the
+    sweeper runs the mailbox again if the retry's message is lost. Best effort: when the
+    database is what failed, the retry message alone carries it."""
+    due = timezone.now() + timedelta(seconds=delay_seconds)
+    try:
+        SyncedUser.objects.may_sync().filter(pk__in=list(synced_user_ids)).filter(
+            sync_requested_at__isnull=True
+        ).update(sync_requested_at=due)
+    except DatabaseError:
+        logger.warning("Could not stamp the retry of %s", list(synced_user_ids))
+        _drop_broken_connection()
+
+
+@dataclass(frozen=True)
+class Sweep:
+    released: list[int]  # mailboxes whose abandoned claim was freed: to be requested
+    dropped: int  # overdue requests of mailboxes that may not sync now
+    lost: list[list[int]]  # overdue requests to run again, in bulk chunks (stamps kept)
+
+
+def sweep(now: datetime | None = None) -> Sweep:
+    """What the beat's sweeper finds. Claims older than the task time limit (their run died)
+    are released. Overdue requests of mailboxes that may not sync are dropped; the other
+    overdue, unclaimed ones are run again 1, 3, 7, 15 … minutes after they were due: at once,
+    then ever more rarely while their runs keep not coming (no worker running), so messages do
+    not pile up meanwhile. Their stamps stay: they tell how long the mailbox has waited."""
+    now = now or timezone.now()
+    abandoned = SyncedUser.objects.filter(sync_started_at__lt=now - claim_expiry())
+    candidates = list(abandoned.values_list("pk", flat=True))
+    # The same condition again: a run that took an abandoned claim over meanwhile keeps it.
+    abandoned.filter(pk__in=candidates).update(sync_started_at=None)
+    released = SyncedUser.objects.filter(pk__in=candidates, sync_started_at__isnull=True)
+    overdue = SyncedUser.objects.filter(
+        sync_started_at__isnull=True, sync_requested_at__lt=now - REQUEST_OVERDUE_AFTER
+    )
+    dropped = overdue.exclude(pk__in=SyncedUser.objects.may_sync().values("pk")).update(
+        sync_requested_at=None
+    )
+    lost = [
+        pk
+        for pk, requested_at in overdue.values_list("pk", "sync_requested_at")
+        if _run_again(now - requested_at)
+    ]
+    return Sweep(
+        released=list(released.values_list("pk", flat=True)),
+        dropped=dropped,
+        lost=chunks_of(SyncedUser.objects.filter(pk__in=lost)),
+    )
+
+
+def _run_again(late: timedelta) -> bool:
+    minutes = int(late.total_seconds() // 60)  # the sweeper runs once a minute
+    return minutes >= 1 and (minutes + 1) & minutes == 0  # 1, 3, 7, 15, 31 …

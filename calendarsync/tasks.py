@@ -8,10 +8,12 @@ load rows, and call one plain function of the sync core.
 from itertools import groupby
 
 from celery import shared_task
-from django.db import transaction
+from django.core.cache import cache
+from django.db import DatabaseError, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
-from . import actors, removal, retention, subscriptions, sync
+from . import actors, audit, removal, retention, subscriptions, sync
 from .actors import Actor
 from .models import Integration, MailboxSubscription, SyncedUser
 from .providers.base import Notice, NoticeKind
@@ -24,6 +26,14 @@ RECONCILE_SPREAD_SECONDS = 300
 # A run that found its mailbox busy tries again this much later (the pending request stays).
 BUSY_RETRY_SECONDS = 30
 REMOVAL_RETRY_SECONDS = 60
+# A passing failure is retried after 1, 2, 4 … minutes, never later than this: a countdown
+# message is held unacknowledged by a worker until it runs, so every countdown must stay below
+# the broker's visibility timeout (mss/settings.py), or Redis hands the message out twice.
+MAX_RETRY_SECONDS = 300
+
+
+def retry_countdown(retries: int) -> int:
+    return min(60 * 2**retries, MAX_RETRY_SECONDS)
 
 
 # ----- enqueueing, after commit
@@ -45,12 +55,25 @@ def request_syncs(
     The first chunk starts after `countdown` seconds, one more each second up to
     `spread_seconds`."""
     chunks = sync.stamp_requests(users)
+    delays = [countdown + index % max(spread_seconds, 1) for index in range(len(chunks))]
+    sync.stamp_due(chunks, delays)
 
     def enqueue():
-        for index, chunk in enumerate(chunks):
-            sync_mailboxes.apply_async(
-                (chunk,), countdown=countdown + index % max(spread_seconds, 1)
-            )
+        for chunk, delay in zip(chunks, delays, strict=True):
+            sync_mailboxes.apply_async((chunk,), countdown=delay)
+
+    if chunks:
+        transaction.on_commit(enqueue)
+    return sum(len(chunk) for chunk in chunks)
+
+
+def request_again(chunks: list[list[int]]) -> int:
+    """Enqueue runs for requests already pending whose message was lost (sync.sweep's chunks);
+    their stamps stay as they are. Returns how many mailboxes."""
+
+    def enqueue():
+        for chunk in chunks:
+            sync_mailboxes.apply_async((chunk,), countdown=0)
 
     if chunks:
         transaction.on_commit(enqueue)
@@ -96,9 +119,24 @@ def request_integration_removal(integration: Integration) -> None:
     remove_integration.delay_on_commit(integration.pk)
 
 
+def request_audit(
+    integration_id: int, *, after_user_id: int = 0, counts: dict | None = None, countdown: int = 0
+) -> None:
+    """The One X audit of one integration, or its next step after `after_user_id`."""
+    transaction.on_commit(
+        lambda: audit_onex.apply_async((integration_id, after_user_id, counts), countdown=countdown)
+    )
+
+
+# What recording a notification raises when the database or the broker is away: it was not
+# recorded, and the endpoint answers so that the sender delivers it again.
+NOT_RECORDED = (DatabaseError, KombuOperationalError)
+
+
 def act_on_notices(notices: list[Notice]) -> None:
     """What a provider's notification endpoint hands over: each mailbox is synced once,
-    subscriptions are renewed or made again as the provider asked."""
+    subscriptions are renewed or made again as the provider asked. Raises one of NOT_RECORDED
+    when it could not record them."""
     MailboxSubscription.objects.filter(
         pk__in={notice.mailbox_subscription_id for notice in notices}
     ).update(last_notification_at=timezone.now())
@@ -133,7 +171,9 @@ def sync_mailbox(self, synced_user_id):
     if outcome.status == sync.Status.BUSY and not self.request.is_eager:
         self.apply_async((synced_user_id,), countdown=BUSY_RETRY_SECONDS)
     elif outcome.retry and self.request.retries < self.max_retries:
-        raise self.retry(countdown=min(60 * 2**self.request.retries, 900))
+        countdown = retry_countdown(self.request.retries)
+        sync.stamp_retry([synced_user_id], countdown)
+        raise self.retry(countdown=countdown)
     return outcome.status
 
 
@@ -147,7 +187,9 @@ def sync_mailboxes(self, synced_user_ids):
     retry = [pk for pk, outcome in outcomes.items() if outcome.retry]
     if retry and self.request.retries < self.max_retries:
         # Only the mailboxes that failed for a passing reason go again.
-        raise self.retry(args=(retry,), countdown=min(60 * 2**self.request.retries, 900))
+        countdown = retry_countdown(self.request.retries)
+        sync.stamp_retry(retry, countdown)
+        raise self.retry(args=(retry,), countdown=countdown)
     counts = {}
     for outcome in outcomes.values():
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
@@ -160,9 +202,64 @@ def reconcile_all_mailboxes():
     return request_syncs(SyncedUser.objects.all(), spread_seconds=RECONCILE_SPREAD_SECONDS)
 
 
+def sweep_lock_key(now) -> str:
+    return f"mss:sync-sweep:{now:%Y%m%d%H%M}"
+
+
+@shared_task
+def sweep_sync_requests():
+    """Beat, every minute: requests whose run never came (its message lost with a killed
+    worker or a restarted Redis) run again, and mailboxes whose claim is older than the task
+    time limit (their run died) are freed and requested again; in bulk chunks (sync.sweep).
+    Once a minute: sweeps that piled up behind a backlog of tasks skip."""
+    if not cache.add(sweep_lock_key(timezone.now()), 1, timeout=120):
+        return "skipped"
+    found = sync.sweep()
+    requested = request_syncs(SyncedUser.objects.filter(pk__in=found.released), countdown=0)
+    return {"released": requested, "dropped": found.dropped, "lost": request_again(found.lost)}
+
+
 @shared_task
 def purge_expired_bookings():
     return retention.purge_expired_bookings()
+
+
+# ----- the daily One X audit
+
+
+@shared_task(bind=True, max_retries=3)
+def audit_onex(self, integration_id, after_user_id=0, counts=None):
+    """One step of an integration's One X audit (audit.py): a step that used up its time
+    hands the rest to the next task; the last one records the Activity."""
+    integration = Integration.objects.select_related("company").filter(pk=integration_id).first()
+    if integration is None:
+        return "gone"
+    result = audit.audit_integration(
+        integration,
+        after_user_id=after_user_id,
+        carried=audit.AuditCounts.from_dict(counts),
+        deadline=audit.step_deadline(),
+    )
+    if result.outcome == audit.Outcome.CONTINUES:
+        request_audit(
+            integration_id, after_user_id=result.resume_after, counts=result.counts.as_dict()
+        )
+    elif result.outcome == audit.Outcome.ONEX_FAILED and self.request.retries < self.max_retries:
+        raise self.retry(countdown=audit.RETRY_SECONDS)
+    return result.outcome
+
+
+@shared_task
+def audit_all_integrations():
+    """Beat, daily: every syncing integration's One X audit, spread (audit.SPREAD_SECONDS)."""
+    ids = list(
+        Integration.objects.filter(active=True, status__in=Integration.SYNCING)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for index, integration_id in enumerate(ids):
+        request_audit(integration_id, countdown=index * audit.SPREAD_SECONDS // len(ids))
+    return len(ids)
 
 
 # ----- change-notification subscriptions
@@ -191,8 +288,10 @@ def ensure_subscriptions(self, synced_user_ids, renew_all=False):
 @shared_task
 def renew_subscriptions():
     """Beat: subscribe mailboxes without a subscription, renew those close to expiry, retry
-    failed ones; in parallel chunks. Integrations that do not sync are left alone."""
-    return request_subscriptions(subscriptions.due_users())
+    failed ones, check those quiet for long (subscriptions.quiet_users); in parallel chunks.
+    Integrations that do not sync are left alone."""
+    due = request_subscriptions(subscriptions.due_users())
+    return due + request_subscriptions(subscriptions.quiet_users(), renew_all=True)
 
 
 @shared_task

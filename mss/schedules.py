@@ -8,6 +8,14 @@ PERIODIC_TASKS = {
         "task": "calendarsync.tasks.purge_expired_bookings",
         "schedule": crontab(minute=15, hour=3),
     },
+    "Audit One X against the calendars and repair any drift (daily)": {
+        "task": "calendarsync.tasks.audit_all_integrations",
+        "schedule": crontab(minute=45, hour=2),
+    },
+    "Request again the syncs whose run was lost (every minute)": {
+        "task": "calendarsync.tasks.sweep_sync_requests",
+        "schedule": crontab(minute="*"),
+    },
     "Reconcile every synced mailbox with One X": {
         "task": "calendarsync.tasks.reconcile_all_mailboxes",
         "schedule": crontab(minute=40),

@@ -207,8 +207,31 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+# At-least-once delivery, as Celery's documentation advises (task_acks_late,
+# task_reject_on_worker_lost, "Redis caveats"); every task is idempotent and a mailbox's runs
+# are serialised by its claim (calendarsync/sync.py), so a task that runs twice does no harm.
+# A message is acknowledged when its task has finished, and put back when the process running
+# it died, so a killed worker loses nothing.
 CELERY_TASK_ACKS_LATE = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # long tasks: a worker holds one message per process
+# A task still running when the broker connection drops finishes its work (and releases its
+# mailboxes) instead of being killed mid-push; Redis redelivers it if it still has it.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# The worker reconnects, at start and after a loss, for as long as the broker is away (None:
+# forever), also after an invalid answer, instead of exiting.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+# Redis hands out again a message unacknowledged for visibility_timeout seconds (kombu's default
+# is an hour, which is how long a killed worker's messages waited). A countdown message is held
+# unacknowledged from delivery until its task ends, so the timeout is the longest countdown any
+# task uses (tasks.py: the reconcile's spread) plus the hard time limit, with a minute to spare.
+MSS_TASK_MAX_COUNTDOWN = 310
+MSS_BROKER_VISIBILITY_TIMEOUT = CELERY_TASK_TIME_LIMIT + MSS_TASK_MAX_COUNTDOWN + 60
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": MSS_BROKER_VISIBILITY_TIMEOUT}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -219,6 +242,9 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery
 MSS_RETURN_GAP_MINUTES = env.int("MSS_RETURN_GAP_MINUTES", default=0)
 # A requested sync still waiting after this many minutes is shown as an error (workers down?).
 MSS_SYNC_QUEUE_ALERT_MINUTES = env.int("MSS_SYNC_QUEUE_ALERT_MINUTES", default=10)
+# A Graph mailbox without a change notification for this long gets its subscription checked
+# (renewed; Graph may have dropped it without a word).
+MSS_QUIET_MAILBOX_HOURS = env.int("MSS_QUIET_MAILBOX_HOURS", default=6)
 
 # Where the outside world lives. The defaults are the sandboxes on loopback.
 ONEX_API_URL = env.str("ONEX_API_URL", default="http://127.0.0.1:8010")

@@ -55,6 +55,15 @@ def jwk(private, kid):
     return {**key, "kid": kid, "use": "sig"}
 
 
+def seconds_from_now(seconds):
+    """A time claim computed when the test runs, not when the suite was collected."""
+    return lambda: int(time.time()) + seconds
+
+
+def at_run_time(claims: dict) -> dict:
+    return {key: value() if callable(value) else value for key, value in claims.items()}
+
+
 def entra_token(private, kid="key-1", headers=None, **claims):
     now = int(time.time())
     payload = {
@@ -108,8 +117,8 @@ def test_the_tenants_keys_are_fetched_once_an_hour_not_per_token(entra, private_
 @pytest.mark.parametrize(
     "claims",
     [
-        {"exp": int(time.time()) - 600, "iat": int(time.time()) - 4200},  # expired
-        {"nbf": int(time.time()) + 600},  # not valid yet
+        {"exp": seconds_from_now(-600), "iat": seconds_from_now(-4200)},  # expired
+        {"nbf": seconds_from_now(600)},  # not valid yet
         {"aud": "00000003-0000-0000-c000-000000000000"},  # a token for Microsoft Graph
         {"iss": f"https://sts.windows.net/{TENANT}/"},  # the v1.0 issuer
         {"iss": "https://login.example.test/99999999-2222-4333-8444-555555555555/v2.0"},
@@ -134,7 +143,7 @@ def test_the_tenants_keys_are_fetched_once_an_hour_not_per_token(entra, private_
 )
 def test_a_token_that_is_not_ours_is_refused(entra, private_key, claims):
     with pytest.raises(TokenRefused):
-        addin_token.validate(entra_token(private_key, **claims))
+        addin_token.validate(entra_token(private_key, **at_run_time(claims)))
 
 
 def test_a_token_signed_by_another_key_under_a_known_key_id_is_refused(entra, other_key):
@@ -343,8 +352,8 @@ def test_a_token_from_another_server_is_refused_without_any_fetch(
 @pytest.mark.parametrize(
     "change",
     [
-        {"exp": int(time.time()) - 600, "nbf": int(time.time()) - 9000},  # expired (5 min leeway)
-        {"nbf": int(time.time()) + 900},
+        {"exp": seconds_from_now(-600), "nbf": seconds_from_now(-9000)},  # expired (5 min leeway)
+        {"nbf": seconds_from_now(900)},
         {"aud": "https://elsewhere.example.se/addin/taskpane/"},
         {"aud": taskpane_url() + "other/"},
         {"iss": f"{identity_token.EXCHANGE_SERVICE}@other.example.se"},
@@ -368,7 +377,7 @@ def test_a_token_from_another_server_is_refused_without_any_fetch(
 def test_an_identity_token_that_is_not_ours_is_refused(
     exchange, private_key, exchange_cert, change
 ):
-    change = dict(change)
+    change = at_run_time(change)
     token = identity(private_key, exchange_cert, context=change.pop("context", None), **change)
     with pytest.raises(TokenRefused):
         identity_token.validate(token, INTEGRATION)

@@ -156,7 +156,7 @@ def test_it_skips_a_mailbox_another_run_holds_until_the_lock_is_stale(synced_use
     assert run(synced_user, calendar, onex).status == "busy"
     assert calendar.fetches == [] and in_onex(onex) == {}
 
-    stale = NOW + sync.LOCK_STALE_AFTER
+    stale = NOW + sync.claim_expiry()
     assert run(synced_user, calendar, onex, now=stale).status == "ok"
     assert len(in_onex(onex)) == 1
     synced_user.refresh_from_db()

@@ -4,8 +4,9 @@ Served at /MSS/services/EWSNotificationService (the seed's firewall table). A no
 proves itself by naming a subscription we hold; it is answered at once: OK, with its
 watermark kept and its mailbox marked dirty (the sync runs later in a worker), or Unsubscribe
 for a subscription we no longer hold, which is how a push subscription ends (one made a moment
-ago and not yet recorded gets a 503: Exchange retries it). Status events only keep the
-subscription alive.
+ago and not yet recorded gets a 503: Exchange retries it). A notification the product cannot
+record (database or broker away) gets a 503 too. Status events only keep the subscription
+alive.
 """
 
 import logging
@@ -46,6 +47,15 @@ def receive(request) -> HttpResponse:
     except Exception:  # noqa: BLE001 - any body exchangelib cannot read is not Exchange's
         logger.info("An EWS notification that could not be parsed; answered 400")
         return HttpResponse(status=400)
+    try:
+        return _record(service, notifications)
+    except tasks.NOT_RECORDED:
+        # The database or the broker is away: not recorded, and Exchange delivers it again.
+        logger.warning("EWS notification not recorded; answered 503", exc_info=True)
+        return HttpResponse(status=503)
+
+
+def _record(service: SendNotification, notifications) -> HttpResponse:
     held = {
         sub.provider_subscription_id: sub
         for sub in MailboxSubscription.objects.filter(

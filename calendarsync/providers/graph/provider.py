@@ -6,6 +6,7 @@ import logging
 import secrets
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from urllib.parse import urlencode
@@ -203,6 +204,12 @@ class GraphProvider:
     def verified_notices(cls, body: bytes) -> list[Notice]:
         """Notices from a change or lifecycle notification POST. Each notification proves
         itself with its subscription's clientState (compared in constant time) and tenant."""
+        return cls.read_notices(body).notices
+
+    @classmethod
+    def read_notices(cls, body: bytes) -> "ReadNotices":
+        """verified_notices, and how many notifications failed their proof (a wrong
+        clientState or tenant: not Graph's); those of unknown subscriptions are only logged."""
         notifications = _notification_list(body)
         ids = {str(n.get("subscriptionId", "")) for n in notifications}
         known = {
@@ -211,7 +218,7 @@ class GraphProvider:
             .filter(synced_user__integration__kind="graph")
             .select_related("synced_user__integration")
         }
-        unknown = 0
+        unknown = unproven = 0
         notices = []
         for notification in notifications:
             subscription = known.get(str(notification.get("subscriptionId", "")))
@@ -223,10 +230,12 @@ class GraphProvider:
                 given, subscription.client_state.encode()
             ):
                 logger.warning("Graph notification: wrong clientState for %s", subscription.pk)
+                unproven += 1
                 continue
             tenant = notification.get("tenantId")
             if tenant and tenant != subscription.synced_user.integration.tenant_id:
                 logger.warning("Graph notification: tenant mismatch for %s", subscription.pk)
+                unproven += 1
                 continue
             event = notification.get("lifecycleEvent")
             kind = LIFECYCLE_NOTICES.get(str(event)) if event else NoticeKind.CHANGED
@@ -236,7 +245,13 @@ class GraphProvider:
             notices.append(Notice(subscription.pk, subscription.synced_user_id, kind))
         if unknown:
             logger.warning("Graph notification: %d for unknown subscriptions ignored", unknown)
-        return notices
+        return ReadNotices(notices, unproven)
+
+
+@dataclass(frozen=True)
+class ReadNotices:
+    notices: list[Notice]
+    unproven: int  # notifications of subscriptions we hold whose proof failed
 
 
 def _notification_list(body: bytes) -> list[dict]:

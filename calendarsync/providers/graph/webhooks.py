@@ -1,10 +1,17 @@
 """Microsoft Graph change and lifecycle notification endpoints (called by Microsoft).
 
 Both answer Graph's validation handshake with the token as text/plain. A notification is
-answered at once: it proves itself (GraphProvider.verified_notices) and the core only records
-what to do; the work runs later in a worker. A body Graph would never send is answered 400, an
-unproven notification is never acted on.
+answered at once: it proves itself (GraphProvider.read_notices) and the core only records what
+to do; the work runs later in a worker. Graph delivers again, with backoff for up to 4 hours,
+whatever it did not get a 2xx for, so the answers are:
+- 202 once recorded (a missed notification, like a change, requests a sync of its mailbox);
+- 202 for a subscription we do not hold: dropped, so Graph stops retrying it;
+- 503 when the product cannot record it (database or broker away): Graph tries again later;
+- 400 for a body Graph would never send, 403 when nothing proved itself.
+An unproven notification is never acted on.
 """
+
+import logging
 
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -15,6 +22,8 @@ from calendarsync import tasks
 from ..base import BadNotification
 from .provider import GraphProvider
 
+logger = logging.getLogger(__name__)
+
 MAX_VALIDATION_TOKEN = 1024
 
 
@@ -24,12 +33,15 @@ def _receive(request) -> HttpResponse:
         # Django has already URL-decoded it; echo it verbatim, as plain text, never as HTML.
         return HttpResponse(token[:MAX_VALIDATION_TOKEN], content_type="text/plain; charset=utf-8")
     try:
-        notices = GraphProvider.verified_notices(request.body)
+        read = GraphProvider.read_notices(request.body)
+        if read.unproven and not read.notices:
+            return HttpResponse(status=403)  # nothing proved itself
+        tasks.act_on_notices(read.notices)
     except BadNotification:
         return HttpResponse(status=400)
-    if not notices:
-        return HttpResponse(status=403)  # nothing proved itself
-    tasks.act_on_notices(notices)
+    except tasks.NOT_RECORDED:
+        logger.warning("Graph notification not recorded; answered 503", exc_info=True)
+        return HttpResponse(status=503)
     return HttpResponse(status=202)
 
 
