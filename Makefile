@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 
-.PHONY: run setup test test-deps lint messages clean
+.PHONY: run setup test test-faults test-deps lint messages clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -89,6 +89,10 @@ test-deps:
 
 test: test-deps lint
 	$(VENV)/bin/pytest
+
+# The fault matrix (tests/faults): real processes, about 20 minutes; CI runs it after `test`.
+test-faults: $(STAMP)
+	$(VENV)/bin/pytest -m faults
 
 messages: $(STAMP)
 	$(PY) manage.py makemessages -l sv --no-obsolete --ignore=.venv --ignore=var --ignore=sandbox --ignore=tests

@@ -37,7 +37,7 @@ from django.utils import timezone
 from onex.client import OneXClient, OneXError, get_client
 from onex.operations import DeleteAbsence, Operation, OperationResult, PutAbsence
 
-from . import actors, planning, providers, reconcile, sync
+from . import actors, claims, planning, providers, reconcile, sync
 from .models import Activity, Booking, Integration, SyncedUser
 from .providers.base import AccessLost, CalendarProvider, ProviderError
 from .rules import Plan, PlannedAbsence
@@ -241,33 +241,38 @@ def compare(
 
 def _audit_chunk(users, integration, provider, client, listed, shared, now, counts) -> None:
     claimed_at = timezone.now()
-    claimed = [user for user in users if sync.claim(user, claimed_at)]
+    claimed = [user for user in users if claims.claim(user, claimed_at)]
     counts.skipped += len(users) - len(claimed)
     if not claimed:
         return
     try:
-        try:
-            fetched = sync._fetch_many(provider, claimed, integration, now)  # raises AccessLost
-        except AccessLost:
-            raise
-        except ProviderError as exc:  # the bulk read failed as a whole: nothing to judge by
-            logger.warning("One X audit of integration %s: read failed: %s", integration.pk, exc)
-            fetched = {}
-        rows, protected = _rows(claimed, now)
-        audits = []
-        for user in claimed:
-            items = fetched.get(user.email)
-            if items is None or isinstance(items, ProviderError):
-                counts.skipped += 1
-                continue
-            plan = planning.plan_for_synced_user(user, items, now=now, shared=shared)
-            entries = listed.get(user.subscription.onex_id, {})
-            findings = compare(plan, entries, rows[user.pk], protected[user.pk])
-            audits.append((user, plan, findings))
-        _repair(audits, integration.company.onex_id, client, now, counts)
+        with claims.renewing([user.pk for user in claimed], claimed_at):
+            _audit_claimed(claimed, integration, provider, client, listed, shared, now, counts)
     finally:
         for user in claimed:
-            sync.release(user, claimed_at)
+            claims.release(user, claimed_at)
+
+
+def _audit_claimed(claimed, integration, provider, client, listed, shared, now, counts) -> None:
+    try:
+        fetched = sync._fetch_many(provider, claimed, integration, now)  # raises AccessLost
+    except AccessLost:
+        raise
+    except ProviderError as exc:  # the bulk read failed as a whole: nothing to judge by
+        logger.warning("One X audit of integration %s: read failed: %s", integration.pk, exc)
+        fetched = {}
+    rows, protected = _rows(claimed, now)
+    audits = []
+    for user in claimed:
+        items = fetched.get(user.email)
+        if items is None or isinstance(items, ProviderError):
+            counts.skipped += 1
+            continue
+        plan = planning.plan_for_synced_user(user, items, now=now, shared=shared)
+        entries = listed.get(user.subscription.onex_id, {})
+        findings = compare(plan, entries, rows[user.pk], protected[user.pk])
+        audits.append((user, plan, findings))
+    _repair(audits, integration.company.onex_id, client, now, counts)
 
 
 def _rows(users, now) -> tuple[dict[int, dict[str, Booking]], dict[int, set[str]]]:

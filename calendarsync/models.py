@@ -333,9 +333,11 @@ class SyncedUser(models.Model):
     # and metadata URL), stored once they proved this mailbox is theirs (calendarsync.addin).
     addin_identity = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     # Sync bookkeeping: a requested-at stamp collapses bursts of triggers into one run, a
-    # started-at stamp is the per-mailbox lock (claimed with a conditional UPDATE).
+    # started-at stamp is the per-mailbox lock (claimed with a conditional UPDATE), held by a
+    # lease its run renews (calendarsync.claims).
     sync_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     sync_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    sync_renewed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("added"), auto_now_add=True)
 
     objects = SyncedUserQuerySet.as_manager()

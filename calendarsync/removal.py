@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from onex.operations import AbsenceWriter, DeleteAbsence
 
-from . import actors, subscriptions, sync
+from . import actors, claims, subscriptions, sync
 from .actors import Actor
 from .models import Activity, Booking, Integration, MailboxSubscription, SyncedUser
 
@@ -38,19 +38,22 @@ def remove_synced_user(
     deletes their email): the log keeps who removed a user and when, not whom."""
     integration, email = synced_user.integration, synced_user.email
     now = timezone.now()
-    if not sync.claim(synced_user, now):
+    if not claims.claim(synced_user, now):
         raise MailboxBusy("the mailbox is being synced")
     try:  # claimed to the end, so no run writes an entry back in between
-        deleted, failed = _delete_entries([synced_user], writer or sync.default_writer())
-        if failed:
-            raise RemovalIncomplete(f"{failed} entries left")
-        subscriptions.end(MailboxSubscription.objects.filter(synced_user=synced_user), integration)
-        Activity.objects.filter(integration=integration).filter(
-            Q(synced_user=synced_user) | Q(subject=Activity.Subject.USER, subject_label=email)
-        ).update(subject_label="")
-        synced_user.delete()
+        with claims.renewing([synced_user.pk], now):
+            deleted, failed = _delete_entries([synced_user], writer or sync.default_writer())
+            if failed:
+                raise RemovalIncomplete(f"{failed} entries left")
+            subscriptions.end(
+                MailboxSubscription.objects.filter(synced_user=synced_user), integration
+            )
+            Activity.objects.filter(integration=integration).filter(
+                Q(synced_user=synced_user) | Q(subject=Activity.Subject.USER, subject_label=email)
+            ).update(subject_label="")
+            synced_user.delete()
     finally:
-        sync.release(synced_user, now)
+        claims.release(synced_user, now)
     Activity.record(
         integration,
         "user_removed",
@@ -101,13 +104,14 @@ def clear_entries(users, writer: AbsenceWriter | None = None) -> int:
                 "integration__company", "subscription"
             )
         )
-        claimed = [user for user in round_users if sync.claim(user, now)]
+        claimed = [user for user in round_users if claims.claim(user, now)]
         left += len(round_users) - len(claimed)
         try:
-            gone, failed = _delete_entries(claimed, writer)
+            with claims.renewing([user.pk for user in claimed], now):
+                gone, failed = _delete_entries(claimed, writer)
         finally:
             for user in claimed:
-                sync.release(user, now)
+                claims.release(user, now)
         deleted += gone
         left += failed
     if left:

@@ -38,6 +38,8 @@ PARALLEL = 16  # requests in flight per task
 # Renew when less than this is left (the beat runs every 30 minutes).
 RENEW_BEFORE = timedelta(hours=12)
 QUIET_CHECK_KEY = "mss:quiet-subscription-checked:"
+LOST_REQUESTED_KEY = "mss:lost-subscription-requested:"
+LOST_REQUEST_TTL = 600  # seconds: a request whose task never came is made again after this
 
 
 @dataclass
@@ -76,6 +78,27 @@ def quiet_users():
         user_id
         for pk, user_id in subscriptions
         if cache.add(f"{QUIET_CHECK_KEY}{pk}", 1, timeout=int(quiet.total_seconds()))
+    ]
+    return SyncedUser.objects.filter(pk__in=due)
+
+
+def lost_users():
+    """Users of syncing integrations whose live subscription is past its expiry: an EWS push
+    subscription that went silent (Exchange gave it up while our endpoint was down), or a
+    Graph one whose renewals kept failing. The per-minute sweeper requests them at once
+    (ensure resumes EWS from the watermark), so a gap costs minutes, not the half-hour of the
+    renewal beat. Once per expiry: a resumed subscription gets a new one, so it is checked
+    again when that passes; the cache remembers the request meanwhile."""
+    now = timezone.now()
+    subscriptions = MailboxSubscription.objects.filter(
+        status=MailboxSubscription.Status.ACTIVE,
+        expires_at__lte=now,
+        synced_user__in=SyncedUser.objects.may_sync(),
+    ).values_list("pk", "synced_user_id", "expires_at")
+    due = [
+        user_id
+        for pk, user_id, expires_at in subscriptions
+        if cache.add(f"{LOST_REQUESTED_KEY}{pk}:{expires_at.timestamp()}", 1, LOST_REQUEST_TTL)
     ]
     return SyncedUser.objects.filter(pk__in=due)
 

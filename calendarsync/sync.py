@@ -1,7 +1,7 @@
 """A mailbox's sync: fetch → plan → reconcile → push.
 
-Runs of one mailbox never interleave: a run claims the mailbox with a conditional UPDATE of
-`sync_started_at` (a claim older than Celery's hard task time limit counts as abandoned).
+Runs of one mailbox never interleave: a run claims the mailbox and holds it by a lease its
+process renews (`claims`; a lease run out means the run died).
 Triggers only stamp `sync_requested_at` (`stamp_request`, `stamp_requests`) with the moment the
 run is due; `tasks` enqueues a run for the mailboxes that had none pending, so a burst of change
 notifications costs one run. A request never depends on its message surviving: `sweep` finds
@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
 
-from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -30,7 +29,7 @@ from django.utils.translation import gettext as _
 from onex.client import get_client
 from onex.operations import AbsenceWriter
 
-from . import actors, planning, providers, reconcile
+from . import actors, claims, planning, providers, reconcile
 from .models import Activity, Integration, SyncedUser
 from .providers.base import AccessLost, CalendarProvider, ProviderError
 
@@ -71,43 +70,6 @@ class SyncOutcome:
         return self.status == Status.FAILED and not self.permanent
 
 
-def claim_expiry() -> timedelta:
-    """How long a claim holds: no task runs past Celery's hard time limit, so an older claim
-    belongs to a run that died (a killed worker, a release the database refused)."""
-    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
-
-
-def claim(synced_user: SyncedUser, now: datetime) -> bool:
-    """Take the mailbox's lock; clears the pending request, which this run now serves."""
-    return bool(
-        SyncedUser.objects.filter(pk=synced_user.pk)
-        .filter(Q(sync_started_at__isnull=True) | Q(sync_started_at__lt=now - claim_expiry()))
-        .update(sync_started_at=now, sync_requested_at=None)
-    )
-
-
-def release(synced_user: SyncedUser, claimed_at: datetime) -> None:
-    """Free our own claim (a run that took over an abandoned one keeps its own). A database
-    that cut the connection gets one more try on a new one; if that fails too, the claim
-    expires with the time limit and the sweeper requests the mailbox again."""
-    mine = SyncedUser.objects.filter(pk=synced_user.pk, sync_started_at=claimed_at)
-    try:
-        mine.update(sync_started_at=None)
-    except DatabaseError:
-        _drop_broken_connection()
-        try:
-            mine.update(sync_started_at=None)
-        except DatabaseError:
-            logger.warning("Could not release synced user %s; its claim expires", synced_user.pk)
-
-
-def _drop_broken_connection() -> None:
-    # Outside a transaction, a connection the database terminated stays unusable until closed;
-    # the next query then opens a new one.
-    if not connection.in_atomic_block:
-        connection.close_if_unusable_or_obsolete()
-
-
 def _due(now: datetime) -> Q:
     return Q(sync_requested_at__isnull=True) | Q(sync_requested_at__lt=now - REQUEST_STALE_AFTER)
 
@@ -138,14 +100,15 @@ def sync_mailbox(
     if not _may_sync(synced_user, integration):
         _drop_requests([synced_user.pk])
         return SyncOutcome(Status.INACTIVE)
-    if not claim(synced_user, now):
+    if not claims.claim(synced_user, now):
         return SyncOutcome(Status.BUSY)
-    return _run_claimed(
-        synced_user,
-        integration,
-        now,
-        lambda: _fetch_and_push(synced_user, integration, provider, writer, now),
-    )
+    with claims.renewing([synced_user.pk], now):
+        return _run_claimed(
+            synced_user,
+            integration,
+            now,
+            lambda: _fetch_and_push(synced_user, integration, provider, writer, now),
+        )
 
 
 def sync_mailboxes(
@@ -185,13 +148,18 @@ def _sync_group(users, integration, provider, writer, now) -> dict[int, SyncOutc
     for user in users:
         if not _may_sync(user, integration):
             outcomes[user.pk] = SyncOutcome(Status.INACTIVE)
-        elif not claim(user, now):
+        elif not claims.claim(user, now):
             outcomes[user.pk] = SyncOutcome(Status.BUSY)
         else:
             claimed.append(user)
     _drop_requests([pk for pk, outcome in outcomes.items() if outcome.status == Status.INACTIVE])
     if not claimed:
         return outcomes
+    with claims.renewing([user.pk for user in claimed], now):
+        return _run_group(claimed, integration, provider, writer, now, shared, outcomes)
+
+
+def _run_group(claimed, integration, provider, writer, now, shared, outcomes):
     try:
         fetched = _fetch_many(
             provider or providers.provider_for(integration), claimed, integration, now
@@ -201,7 +169,7 @@ def _sync_group(users, integration, provider, writer, now) -> dict[int, SyncOutc
         # are: nothing is wrong with their mailboxes, and fixing the access resyncs them all.
         integration.needs_attention(exc)
         for user in claimed:
-            release(user, now)
+            claims.release(user, now)
             outcomes[user.pk] = SyncOutcome(Status.INACTIVE)
         return outcomes
     except ProviderError as exc:  # the bulk request failed as a whole (e.g. unreachable)
@@ -211,7 +179,7 @@ def _sync_group(users, integration, provider, writer, now) -> dict[int, SyncOutc
         logger.exception("Bulk read for integration %s failed", integration.pk)
         for user in claimed:
             _record(user, integration, SyncOutcome(Status.FAILED, error=type(exc).__name__), now)
-            release(user, now)
+            claims.release(user, now)
         raise
     for user in claimed:
         result = fetched.get(user.email, ProviderError("no result", code="no_result"))
@@ -249,7 +217,7 @@ def _run_claimed(synced_user, integration, now, work, *, reraise=True) -> SyncOu
     except DatabaseError:
         # The database went away mid-run: passing, so the mailbox runs again soon.
         logger.warning("Sync of synced user %s: database error", synced_user.pk, exc_info=True)
-        _drop_broken_connection()
+        claims.drop_broken_connection()
         outcome = SyncOutcome(
             Status.FAILED, error=_("The database could not be reached; the sync runs again soon.")
         )
@@ -261,7 +229,7 @@ def _run_claimed(synced_user, integration, now, work, *, reraise=True) -> SyncOu
             raise
         return crashed
     finally:
-        release(synced_user, now)
+        claims.release(synced_user, now)
     _record(synced_user, integration, outcome, now)
     return outcome
 
@@ -343,7 +311,7 @@ def _push(synced_user, integration, items, writer, now, shared=None) -> SyncOutc
         # next run finds the old rows and sends the same puts and deletes again, which One X
         # takes as they are (keyed by the entry's id; deleting a deleted entry is a 404 we want).
         logger.warning("Synced user %s: One X's answer not recorded", synced_user.pk, exc_info=True)
-        _drop_broken_connection()
+        claims.drop_broken_connection()
         return SyncOutcome(
             Status.FAILED, error=_("The result could not be saved; the sync runs again soon.")
         )
@@ -383,7 +351,7 @@ def _record(synced_user, integration, outcome: SyncOutcome, now) -> None:
         _save_outcome(synced_user, integration, outcome, now)
     except DatabaseError:
         logger.warning("Could not record the outcome of synced user %s", synced_user.pk)
-        _drop_broken_connection()
+        claims.drop_broken_connection()
 
 
 def _save_outcome(synced_user, integration, outcome: SyncOutcome, now) -> None:
@@ -472,7 +440,7 @@ def stamp_retry(synced_user_ids, delay_seconds: int) -> None:
         ).update(sync_requested_at=due)
     except DatabaseError:
         logger.warning("Could not stamp the retry of %s", list(synced_user_ids))
-        _drop_broken_connection()
+        claims.drop_broken_connection()
 
 
 @dataclass(frozen=True)
@@ -483,16 +451,16 @@ class Sweep:
 
 
 def sweep(now: datetime | None = None) -> Sweep:
-    """What the beat's sweeper finds. Claims older than the task time limit (their run died)
-    are released. Overdue requests of mailboxes that may not sync are dropped; the other
+    """What the beat's sweeper finds. Claims whose lease ran out (their run died) are
+    released. Overdue requests of mailboxes that may not sync are dropped; the other
     overdue, unclaimed ones are run again 1, 3, 7, 15 … minutes after they were due: at once,
     then ever more rarely while their runs keep not coming (no worker running), so messages do
     not pile up meanwhile. Their stamps stay: they tell how long the mailbox has waited."""
     now = now or timezone.now()
-    abandoned = SyncedUser.objects.filter(sync_started_at__lt=now - claim_expiry())
+    abandoned = claims.abandoned(now)
     candidates = list(abandoned.values_list("pk", flat=True))
     # The same condition again: a run that took an abandoned claim over meanwhile keeps it.
-    abandoned.filter(pk__in=candidates).update(sync_started_at=None)
+    abandoned.filter(pk__in=candidates).update(sync_started_at=None, sync_renewed_at=None)
     released = SyncedUser.objects.filter(pk__in=candidates, sync_started_at__isnull=True)
     overdue = SyncedUser.objects.filter(
         sync_started_at__isnull=True, sync_requested_at__lt=now - REQUEST_OVERDUE_AFTER

@@ -209,14 +209,20 @@ def sweep_lock_key(now) -> str:
 @shared_task
 def sweep_sync_requests():
     """Beat, every minute: requests whose run never came (its message lost with a killed
-    worker or a restarted Redis) run again, and mailboxes whose claim is older than the task
-    time limit (their run died) are freed and requested again; in bulk chunks (sync.sweep).
-    Once a minute: sweeps that piled up behind a backlog of tasks skip."""
+    worker or a restarted Redis) run again, and mailboxes whose claim's lease ran out (their
+    run died) are freed and requested again; in bulk chunks (sync.sweep). Subscriptions past
+    their expiry (an EWS push subscription gone silent) are made again. Once a minute: sweeps
+    that piled up behind a backlog of tasks skip."""
     if not cache.add(sweep_lock_key(timezone.now()), 1, timeout=120):
         return "skipped"
     found = sync.sweep()
     requested = request_syncs(SyncedUser.objects.filter(pk__in=found.released), countdown=0)
-    return {"released": requested, "dropped": found.dropped, "lost": request_again(found.lost)}
+    return {
+        "released": requested,
+        "dropped": found.dropped,
+        "lost": request_again(found.lost),
+        "resubscribed": request_subscriptions(subscriptions.lost_users()),
+    }
 
 
 @shared_task

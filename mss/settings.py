@@ -209,7 +209,7 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 # At-least-once delivery, as Celery's documentation advises (task_acks_late,
 # task_reject_on_worker_lost, "Redis caveats"); every task is idempotent and a mailbox's runs
-# are serialised by its claim (calendarsync/sync.py), so a task that runs twice does no harm.
+# are serialised by its claim (calendarsync/claims.py), so a task that runs twice does no harm.
 # A message is acknowledged when its task has finished, and put back when the process running
 # it died, so a killed worker loses nothing.
 CELERY_TASK_ACKS_LATE = True
@@ -237,6 +237,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # A queue of its own lets a benchmark's or test's workers share a broker with others.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+
+# A run holds its mailboxes by a lease its process renews every third of it
+# (calendarsync/claims.py): a run that died with its worker frees them this long after.
+MSS_CLAIM_LEASE_SECONDS = env.int("MSS_CLAIM_LEASE_SECONDS", default=30)
 
 # Back-to-back absences share one return time; gaps up to this many minutes still chain.
 MSS_RETURN_GAP_MINUTES = env.int("MSS_RETURN_GAP_MINUTES", default=0)

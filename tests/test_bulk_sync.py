@@ -147,7 +147,7 @@ def test_it_fails_only_the_user_whose_mailbox_is_unknown(integration, onex):
 
 def test_it_skips_a_user_another_run_holds(integration, onex):
     users = make_users(integration, 3)
-    held_since = NOW - timedelta(minutes=1)
+    held_since = NOW - timedelta(seconds=10)
     SyncedUser.objects.filter(pk=users[1].pk).update(
         sync_started_at=held_since, sync_requested_at=held_since
     )

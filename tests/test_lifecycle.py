@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from calendarsync import lifecycle, providers, removal, subscriptions, sync, tasks
+from calendarsync import claims, lifecycle, providers, removal, subscriptions, sync, tasks
 from calendarsync.actors import SYSTEM
 from calendarsync.models import Activity, Booking, Integration, MailboxSubscription, SyncedUser
 from calendarsync.providers.base import ConsentRevoked, CredentialsRejected
@@ -167,7 +167,7 @@ def test_a_busy_mailbox_makes_the_clearing_retry_and_loses_nothing(
     integration, synced, calendar, onex
 ):
     integration.pause(actor=SYSTEM)
-    sync.claim(synced[1], synced[1].created_at)  # a run still holds Bo's mailbox
+    claims.claim(synced[1], synced[1].created_at)  # a run still holds Bo's mailbox
     with pytest.raises(removal.RemovalIncomplete):
         removal.clear_integration(integration)
     assert list(Booking.objects.values_list("synced_user", flat=True)) == [synced[1].pk]

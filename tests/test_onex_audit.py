@@ -334,7 +334,7 @@ def test_a_busy_mailbox_is_skipped_and_its_entries_left_alone(
     onex_client.put_absence(
         COMPANY, busy.subscription.onex_id, ORPHAN_ID, one_x_entry(booking.start)
     )
-    held_since = timezone.now() - timedelta(minutes=1)
+    held_since = timezone.now() - timedelta(seconds=10)
     SyncedUser.objects.filter(pk=busy.pk).update(sync_started_at=held_since)
 
     result = audit.audit_integration(integration, provider=calendar)

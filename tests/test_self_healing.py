@@ -1,9 +1,10 @@
 """Self-healing queues and no drift in the sync core (issue 14).
 
 A request for a mailbox never depends on one message surviving: the beat's sweeper requests
-again, in bulk chunks, what is overdue and unclaimed, and frees claims older than the task time
-limit. A failure to record after One X accepted is passing. The notification endpoints answer
-so that Graph and Exchange deliver again what the product could not record. The last test
+again, in bulk chunks, what is overdue and unclaimed, and frees claims whose lease ran out (a
+run renews its lease while it works). A failure to record after One X accepted is passing.
+The notification endpoints answer so that Graph and Exchange deliver again what the product
+could not record. The last test
 restarts a real redis-server under a live worker (marked `faults`).
 """
 
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -23,13 +25,13 @@ from types import SimpleNamespace
 import pytest
 from celery.schedules import crontab
 from django.core.cache import cache
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.db.models.query import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from kombu.transport import redis as kombu_redis
 
-from calendarsync import reconcile, subscriptions, sync, tasks
+from calendarsync import claims, reconcile, subscriptions, sync, tasks
 from calendarsync.models import Activity, Booking, Integration, MailboxSubscription, SyncedUser
 from calendarsync.providers.memory import InMemoryCalendar
 from mss import kombu_restore
@@ -111,7 +113,7 @@ def test_the_sweeper_runs_again_overdue_unclaimed_requests_in_bulk_chunks(
     again = [pk for chunk, _ in enqueued for pk in chunk]
     assert sorted(again) == sorted(u.pk for u in users[2:])  # each once
     assert [len(chunk) for chunk, _ in enqueued] == [20, 4]  # Graph's bulk size
-    assert result == {"released": 0, "dropped": 0, "lost": 24}
+    assert result == {"released": 0, "dropped": 0, "lost": 24, "resubscribed": 0}
     assert SyncedUser.objects.get(pk=running.pk).sync_started_at is not None
     # The stamps stay: they tell how long the mailboxes have waited (the dashboard's alert).
     assert SyncedUser.objects.get(pk=users[2].pk).sync_requested_at < (
@@ -156,14 +158,17 @@ def test_a_burst_still_collapses_into_one_run_and_the_sweeper_never_doubles_it(
     assert len(runs) == 1
 
 
-def test_an_abandoned_claim_is_released_and_requested_again_after_the_task_time_limit(
+def test_an_abandoned_claim_is_released_and_requested_again_once_its_lease_ran_out(
     integration, enqueued, django_capture_on_commit_callbacks, settings
 ):
-    settings.CELERY_TASK_TIME_LIMIT = 120
+    settings.MSS_CLAIM_LEASE_SECONDS = 30
     dead, alive = make_users(integration, 2)
     now = timezone.now()
-    SyncedUser.objects.filter(pk=dead.pk).update(sync_started_at=now - timedelta(seconds=125))
-    SyncedUser.objects.filter(pk=alive.pk).update(sync_started_at=now - timedelta(seconds=100))
+    SyncedUser.objects.filter(pk=dead.pk).update(sync_started_at=now - timedelta(seconds=35))
+    # Claimed long ago, but its run renewed the lease 20 s ago: still alive.
+    SyncedUser.objects.filter(pk=alive.pk).update(
+        sync_started_at=now - timedelta(seconds=200), sync_renewed_at=now - timedelta(seconds=20)
+    )
 
     result = sweep(django_capture_on_commit_callbacks)
 
@@ -217,18 +222,80 @@ def test_the_sweeper_runs_every_minute_on_the_beat():
 # ----- claims
 
 
-def test_a_claim_holds_for_the_task_time_limit_and_no_longer(synced_user_and_calendar, settings):
+def test_a_claim_holds_for_its_lease_from_the_last_renewal_and_no_longer(
+    synced_user_and_calendar, settings
+):
     synced_user, calendar, onex = synced_user_and_calendar
-    settings.CELERY_TASK_TIME_LIMIT = 120
+    settings.MSS_CLAIM_LEASE_SECONDS = 30
+
+    def status(seconds):
+        now = NOW + timedelta(seconds=seconds)
+        return sync.sync_mailbox(synced_user, provider=calendar, writer=onex, now=now).status
+
     SyncedUser.objects.filter(pk=synced_user.pk).update(sync_started_at=NOW)
-    later = NOW + timedelta(seconds=119)
-    assert sync.sync_mailbox(synced_user, provider=calendar, writer=onex, now=later).status == (
-        "busy"
+    assert status(29) == "busy"
+    renewed = NOW + timedelta(seconds=25)
+    SyncedUser.objects.filter(pk=synced_user.pk).update(sync_renewed_at=renewed)
+    assert status(54) == "busy"  # 29 s after the renewal, 54 s after the claim
+    assert status(56) == "ok"
+
+
+class SlowCalendar(InMemoryCalendar):
+    """A read that takes `seconds` (Graph throttled, say), while others try the mailbox."""
+
+    def __init__(self, seconds, **kwargs):
+        super().__init__(**kwargs)
+        self.seconds = seconds
+
+    def fetch(self, *args, **kwargs):
+        time.sleep(self.seconds)
+        return super().fetch(*args, **kwargs)
+
+
+@pytest.mark.django_db(transaction=True)  # the renewer's own connection sees the claim
+def test_a_run_renews_its_lease_while_it_works_and_keeps_its_mailbox(
+    integration, subscription, settings
+):
+    settings.MSS_CLAIM_LEASE_SECONDS = 0.6  # renewed every 0.2 s
+    user = SyncedUser.objects.create(
+        integration=integration, subscription=subscription, email=subscription.email
     )
-    later = NOW + timedelta(seconds=121)
-    assert sync.sync_mailbox(synced_user, provider=calendar, writer=onex, now=later).status == (
-        "ok"
+    calendar = SlowCalendar(1.5, mailboxes={user.email: [item("a")]})
+    seen = []
+
+    def contender():
+        time.sleep(1.0)  # past the lease since the claim: only a renewal holds it now
+        user_now = SyncedUser.objects.get(pk=user.pk)
+        seen.append((user_now.sync_started_at, user_now.sync_renewed_at))
+        seen.append(claims.claim(user_now, timezone.now()))
+        connection.close()
+
+    other = threading.Thread(target=contender)
+    started = timezone.now()
+    other.start()
+    outcome = sync.sync_mailbox(user, provider=calendar, writer=InMemoryAbsences(), now=started)
+    other.join()
+
+    (claimed_at, renewed_at), taken = seen
+    assert outcome.status == "ok"
+    assert claimed_at == started and renewed_at - started >= timedelta(seconds=0.6)
+    assert taken is False  # the live run kept its mailbox
+    assert "claim-renewer" not in {thread.name for thread in threading.enumerate()}
+    user.refresh_from_db()
+    assert (user.sync_started_at, user.sync_renewed_at) == (None, None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_died_loses_its_lease_a_lease_later(integration, subscription, settings):
+    settings.MSS_CLAIM_LEASE_SECONDS = 0.6
+    user = SyncedUser.objects.create(
+        integration=integration, subscription=subscription, email=subscription.email
     )
+    claimed_at = timezone.now()
+    assert claims.claim(user, claimed_at)
+    # No renewer runs (its process is gone): the lease runs out from the claim.
+    assert sync.sweep(now=claimed_at + timedelta(seconds=0.5)).released == []
+    assert sync.sweep(now=claimed_at + timedelta(seconds=0.7)).released == [user.pk]
 
 
 @pytest.fixture
@@ -247,7 +314,7 @@ def fail_release(monkeypatch, times):
     left = [times]
 
     def update(self, **fields):
-        if fields == {"sync_started_at": None} and left[0]:
+        if fields == {"sync_started_at": None, "sync_renewed_at": None} and left[0]:
             left[0] -= 1
             raise OperationalError("terminating connection due to administrator command")
         return real(self, **fields)
@@ -264,7 +331,7 @@ def test_a_release_that_fails_once_is_tried_again(synced_user_and_calendar, monk
     assert SyncedUser.objects.get(pk=synced_user.pk).sync_started_at is None
 
 
-def test_a_release_the_database_refuses_leaves_a_claim_the_sweeper_frees_after_the_limit(
+def test_a_release_the_database_refuses_leaves_a_claim_the_sweeper_frees_after_its_lease(
     synced_user_and_calendar, monkeypatch, settings
 ):
     synced_user, calendar, onex = synced_user_and_calendar
@@ -272,7 +339,7 @@ def test_a_release_the_database_refuses_leaves_a_claim_the_sweeper_frees_after_t
     now = timezone.now()
     assert sync.sync_mailbox(synced_user, provider=calendar, writer=onex, now=now).status == "ok"
     assert SyncedUser.objects.get(pk=synced_user.pk).sync_started_at == now  # still locked
-    limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    limit = timedelta(seconds=settings.MSS_CLAIM_LEASE_SECONDS)
     assert sync.sweep(now=now + limit - timedelta(seconds=5)).released == []
     assert sync.sweep(now=now + limit + timedelta(seconds=1)).released == [synced_user.pk]
     assert SyncedUser.objects.get(pk=synced_user.pk).sync_started_at is None
@@ -515,6 +582,27 @@ def test_a_graph_mailbox_quiet_for_long_gets_its_subscription_checked_once_per_q
     with django_capture_on_commit_callbacks(execute=True):
         tasks.renew_subscriptions()  # half an hour later
     assert checks == []
+
+
+def test_the_sweeper_resumes_a_silent_ews_subscription_within_the_minute_once_per_expiry(
+    ews_subscription, enqueued, monkeypatch, django_capture_on_commit_callbacks
+):
+    ensured = []
+    monkeypatch.setattr(tasks.ensure_subscriptions, "delay", lambda *args: ensured.append(args))
+
+    def expires_in(seconds):
+        MailboxSubscription.objects.filter(pk=ews_subscription.pk).update(
+            expires_at=timezone.now() + timedelta(seconds=seconds)
+        )
+
+    expires_in(30)  # a status event came a minute ago
+    assert sweep(django_capture_on_commit_callbacks)["resubscribed"] == 0
+    expires_in(-1)  # nothing for one and a half status periods: Exchange gave it up
+    assert sweep(django_capture_on_commit_callbacks)["resubscribed"] == 1
+    assert ensured == [([ews_subscription.synced_user_id], False)]  # ensure resumes it
+    assert sweep(django_capture_on_commit_callbacks)["resubscribed"] == 0  # already asked
+    expires_in(-2)  # resumed, and silent again (our endpoint still down)
+    assert sweep(django_capture_on_commit_callbacks)["resubscribed"] == 1
 
 
 # ----- the broker configuration and kombu's restore

@@ -6,7 +6,7 @@ from datetime import time, timedelta
 import pytest
 from django.utils import timezone, translation
 
-from calendarsync import planning, providers, removal, retention, sync, tasks
+from calendarsync import claims, planning, providers, removal, retention, sync, tasks
 from calendarsync.actors import SYSTEM
 from calendarsync.items import AddinChoice, ItemKind, ShowAs
 from calendarsync.models import Activity, Booking, Integration, SyncedUser, SyncRule
@@ -152,11 +152,11 @@ def test_it_treats_a_whole_writer_failure_as_transient(synced_user, calendar):
 
 def test_it_skips_a_mailbox_another_run_holds_until_the_lock_is_stale(synced_user, calendar, onex):
     calendar.put(EMAIL, item("a"))
-    SyncedUser.objects.filter(pk=synced_user.pk).update(sync_started_at=NOW - timedelta(minutes=1))
+    SyncedUser.objects.filter(pk=synced_user.pk).update(sync_started_at=NOW - timedelta(seconds=10))
     assert run(synced_user, calendar, onex).status == "busy"
     assert calendar.fetches == [] and in_onex(onex) == {}
 
-    stale = NOW + sync.claim_expiry()
+    stale = NOW + claims.lease()
     assert run(synced_user, calendar, onex, now=stale).status == "ok"
     assert len(in_onex(onex)) == 1
     synced_user.refresh_from_db()

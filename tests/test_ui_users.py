@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from calendarsync import providers, sync, tasks
+from calendarsync import claims, providers, sync, tasks
 from calendarsync.models import Activity, Integration, MailboxSubscription, SyncedUser
 from calendarsync.providers.memory import InMemoryCalendar
 from onex.models import Subscription
@@ -118,7 +118,7 @@ def test_it_says_when_removal_must_wait(en_client, integration, people, sync_cor
     _add(en_client, integration, "bo@demo.se")
     synced_user = integration.users.get()
 
-    sync.claim(synced_user, timezone.now())  # a run holds the mailbox
+    claims.claim(synced_user, timezone.now())  # a run holds the mailbox
     url = reverse("calendarsync:user_remove", args=[integration.code, synced_user.pk])
     page = en_client.post(url, follow=True).content.decode()
     assert "being synced right now" in page

@@ -2,10 +2,11 @@
 
 A push subscription lives while Exchange can deliver to us: it sends the mailbox's events and a
 status event every EWS_STATUS_FREQUENCY minutes. We count it lost when nothing arrived for
-twice that (`expires_at`), and then subscribe again from the last watermark, so the events of
-the gap are delivered after all; a watermark Exchange no longer knows means a new
-subscription and a full resync of the window. Exchange has no Unsubscribe for push: a
-subscription ends when we answer its next notification with Unsubscribe (webhooks.py).
+half a period more than that (`expires_at`), and then (the per-minute sweeper asks) subscribe
+again from the last watermark, so the events of the gap are delivered after all; a
+watermark Exchange no longer knows means a new subscription and a full resync of the window.
+Exchange has no Unsubscribe for push: a subscription ends when we answer its next
+notification with Unsubscribe (webhooks.py).
 """
 
 import json
@@ -42,8 +43,9 @@ SUBSCRIBING_SECONDS = 300
 
 def lost_after() -> timedelta:
     """How long without any notification (not even a status event) a subscription counts as
-    lost."""
-    return timedelta(minutes=2 * settings.EWS_STATUS_FREQUENCY)
+    lost: a status event half a period late is one Exchange no longer sends. Resubscribing
+    from the watermark when it was only late costs one request and loses nothing."""
+    return timedelta(minutes=1.5 * settings.EWS_STATUS_FREQUENCY)
 
 
 @register("ews")
