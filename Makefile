@@ -47,9 +47,11 @@ run: setup
 	$(PY) manage.py demo_connect_ews || echo "Exchange On Prem demo connection failed (see above)"; \
 	echo "Outlook add-in: manifest http://127.0.0.1:8000/addin/manifest.xml," \
 	  "demo https://127.0.0.1:8011/_sandbox/addin/demo (the sandbox's Outlook stand-in)"; \
-	$(VENV)/bin/celery -A mss call calendarsync.tasks.reconcile_all_mailboxes >/dev/null \
+	$(VENV)/bin/celery -A mss call calendarsync.tasks.reconcile_all_mailboxes \
+	  --kwargs '{"everyone": true}' >/dev/null \
 	  || echo "Could not queue the start's reconcile (see above)"; \
-	$(VENV)/bin/celery -A mss worker -l info --concurrency 2 & \
+	$(VENV)/bin/celery -A mss worker -l info --concurrency 2 -Q celery -n bulk@%h & \
+	$(VENV)/bin/celery -A mss worker -l info --concurrency 1 -Q interactive -n interactive@%h & \
 	$(VENV)/bin/celery -A mss beat -l info & \
 	$(PY) manage.py runserver 127.0.0.1:8000 --noreload & \
 	wait -n

@@ -62,7 +62,15 @@ def _sync_failed(params: dict) -> str:
 def _onex_audited(params: dict) -> str:
     counts = {
         name: int(params.get(name) or 0)
-        for name in ("missing", "stale", "orphaned", "bookings_corrected", "failed", "skipped")
+        for name in (
+            "new",
+            "missing",
+            "stale",
+            "orphaned",
+            "bookings_corrected",
+            "failed",
+            "skipped",
+        )
     }
     if not any(counts[name] for name in ("missing", "stale", "orphaned", "bookings_corrected")):
         parts = [gettext("Daily check against One X: everything matched.")]
@@ -75,6 +83,8 @@ def _onex_audited(params: dict) -> str:
             )
             % counts
         ]
+    if counts["new"]:
+        parts.append(gettext("New absences written: %(new)d.") % counts)
     if counts["failed"]:
         parts.append(gettext("Not repaired yet (the next sync tries again): %(failed)d.") % counts)
     if counts["skipped"]:

@@ -6,7 +6,9 @@ accepted), would stay wrong until the booking itself changed. Per integration th
 the mailboxes' calendars (bulk, as the sync does), plans them, lists the company's entries
 (`GET /absences`, paged, through the One X client and so within its rate budget) and repairs:
 
-- missing: planned, not in One X → written;
+- new: planned, neither in One X nor in a Booking row (the day that moved into the window at
+  midnight, when the audit runs) → written; not drift;
+- missing: planned, not in One X though a Booking row says it is → written;
 - stale: in One X, not as planned → rewritten;
 - orphaned: an entry of ours (external id "mss-…") that no plan has → deleted, on the
   integration's subscriptions and on company subscriptions no synced user holds;
@@ -17,7 +19,8 @@ someone else and are never touched. Writes go through the sync's path (`AbsenceW
 batches of 100 across the chunk's mailboxes; a Booking row changes only after One X accepted).
 Each mailbox is claimed (the sync's lock) while it is audited, so no sync run writes in between;
 a busy or unreadable mailbox is skipped, never judged without its plan. One Activity per
-integration records the counts.
+integration records the counts, and each mailbox brought in step counts as read for the day
+(`last_synced_at`): run at midnight, the audit is the day's read (calendarsync/daily.py).
 
 A mailbox synced between the listing and its chunk may be counted as drift it no longer has;
 the repair then writes what the sync wrote, so only the count is off, never One X.
@@ -46,8 +49,9 @@ logger = logging.getLogger(__name__)
 
 OWN_PREFIX = "mss-"  # rules.external_id: every entry this product writes starts so
 PAGE_SIZE = 500  # entries per GET /absences page
-# The daily run (02:45) starts the integrations' audits over five minutes: between two hourly
-# reconciles (minute 40, spread over five), which would find the mailboxes busy. Countdowns stay
+# The daily run (00:00 Stockholm, as the window's leading day moves in: the audit is the day's
+# read of every mailbox, calendarsync/daily.py) starts the integrations' audits over five
+# minutes, before the hourly catch-up (minute 40) would find the mailboxes busy. Countdowns stay
 # within MSS_TASK_MAX_COUNTDOWN: a longer one outlives the broker's visibility timeout, and
 # Redis would hand the message out again before it ran.
 SPREAD_SECONDS = 300
@@ -55,6 +59,7 @@ RETRY_SECONDS = 300  # One X could not list its entries: the audit tries again t
 
 
 class Drift(enum.StrEnum):
+    NEW = "new"  # planned, neither in One X nor in a row: new work (the day that moved in)
     MISSING = "missing"
     STALE = "stale"
     ORPHANED = "orphaned"
@@ -70,6 +75,7 @@ class Outcome(enum.StrEnum):
 
 @dataclass
 class AuditCounts:
+    new: int = 0  # not drift: absences no sync had seen yet, written now
     missing: int = 0
     stale: int = 0
     orphaned: int = 0
@@ -221,8 +227,12 @@ def compare(
         row_ok = row is not None and _row_matches(row, absence, fp)
         if entry is None or not _entry_matches(entry, absence):
             put = PutAbsence(subscription_id, external_id, reconcile.entry_for(absence))
-            findings.add(put, Drift.MISSING if entry is None else Drift.STALE)
-            if not row_ok:
+            if entry is not None:
+                drift = Drift.STALE
+            else:
+                drift = Drift.MISSING if row is not None else Drift.NEW
+            findings.add(put, drift)
+            if not row_ok and drift != Drift.NEW:
                 findings.wrong_rows.add(external_id)
         elif not row_ok:
             findings.corrections.append((absence, fp))
@@ -309,10 +319,12 @@ def _repair(audits, company_id, client, now, counts) -> None:
                 OperationResult(op, ok=False, code=exc.code, permanent=exc.permanent)
                 for op in operations
             ]
-    offset = 0
+    offset, in_step = 0, []
     for user, plan, findings in audits:
         mine = results[offset : offset + len(findings.operations)]
         offset += len(findings.operations)
+        if all(result.ok for result in mine):
+            in_step.append(user.pk)
         for result, drift in zip(mine, findings.drifts, strict=True):
             if result.ok:
                 counts.count(drift)
@@ -326,6 +338,10 @@ def _repair(audits, company_id, client, now, counts) -> None:
         reconcile.record(user, settlement, now)
         counts.bookings_corrected += len(findings.corrections) + len(findings.stray_rows)
         counts.checked += 1
+    # A mailbox the audit brought in step was read in full: the day's reconcile leaves it out.
+    SyncedUser.objects.filter(pk__in=in_step).update(
+        last_synced_at=now, state=SyncedUser.State.OK, last_error=""
+    )
 
 
 def _remove_unheld(integration, client, listed, counts) -> None:

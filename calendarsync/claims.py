@@ -59,6 +59,37 @@ def release(synced_user: SyncedUser, claimed_at: datetime) -> None:
             logger.warning("Could not release synced user %s; its lease runs out", synced_user.pk)
 
 
+def claim_many(users, now: datetime) -> set[int]:
+    """claim for a chunk: one UPDATE takes every free (or abandoned) mailbox among `users`
+    (loaded SyncedUser rows), one SELECT learns which by the claim's token, `now`. A mailbox
+    another run already holds with the very same token is left out, so the token is ours."""
+    ids = [user.pk for user in users if user.sync_started_at != now]
+    if not ids:
+        return set()
+    SyncedUser.objects.filter(pk__in=ids).filter(
+        Q(sync_started_at__isnull=True) | _expired(now)
+    ).update(sync_started_at=now, sync_renewed_at=now, sync_requested_at=None)
+    return set(
+        SyncedUser.objects.filter(pk__in=ids, sync_started_at=now).values_list("pk", flat=True)
+    )
+
+
+def release_many(synced_user_ids, claimed_at: datetime) -> None:
+    """release for a chunk, in one UPDATE (tried twice, as release)."""
+    ids = list(synced_user_ids)
+    if not ids:
+        return
+    mine = SyncedUser.objects.filter(pk__in=ids, sync_started_at=claimed_at)
+    try:
+        mine.update(sync_started_at=None, sync_renewed_at=None)
+    except DatabaseError:
+        drop_broken_connection()
+        try:
+            mine.update(sync_started_at=None, sync_renewed_at=None)
+        except DatabaseError:
+            logger.warning("Could not release %d mailboxes; their leases run out", len(ids))
+
+
 def abandoned(now: datetime):
     """Mailboxes whose claim's lease ran out: their run died."""
     return SyncedUser.objects.filter(_expired(now), sync_started_at__isnull=False)

@@ -531,10 +531,43 @@ class Activity(models.Model):
         """One log entry about `integration` (or, with integration None, about the company:
         an integration that is gone). `message_id` (default: the event) names a text in
         activity_messages; `params` fill its placeholders."""
+        entry = cls.entry(
+            integration,
+            event,
+            actor=actor,
+            message_id=message_id,
+            params=params,
+            level=level,
+            synced_user=synced_user,
+            subject=subject,
+            subject_label=subject_label,
+            changes=changes,
+            company_id=company_id,
+        )
+        entry.save(force_insert=True)
+        return entry
+
+    @classmethod
+    def entry(
+        cls,
+        integration,
+        event: str,
+        *,
+        actor: actors.Actor,
+        message_id: str | None = None,
+        params: dict | None = None,
+        level=Level.INFO,
+        synced_user=None,
+        subject: str = "",
+        subject_label: str = "",
+        changes: list | None = None,
+        company_id=None,
+    ):
+        """The entry `record` saves, unsaved: many of them go in with one bulk_create."""
         message_id = message_id or event
         if synced_user is not None and not subject:
             subject = cls.Subject.USER
-        return cls.objects.create(
+        return cls(
             company_id=company_id or integration.company_id,
             integration=integration,
             synced_user=synced_user,

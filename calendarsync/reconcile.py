@@ -1,6 +1,7 @@
 """Reconcile: a plan against what was last written to One X → the operations that close the gap.
 
-`diff` and `settle` are pure; `stored_bookings` and `record` are the only database access. A
+`diff` and `settle` are pure; `stored_bookings` and `record` (and their chunk variants, one
+statement each for any number of mailboxes) are the only database access. A
 Booking row changes only after One X accepted its operation, so a failed operation leaves the
 old row and the next run tries again; nothing is lost or written twice.
 """
@@ -9,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import blake2b
+
+from django.db.models import Q
 
 from onex.operations import AbsenceEntry, DeleteAbsence, Operation, OperationResult, PutAbsence
 
@@ -106,6 +109,18 @@ def stored_bookings(synced_user) -> list[StoredBooking]:
     ]
 
 
+def stored_bookings_many(synced_user_ids) -> dict[int, list[StoredBooking]]:
+    """stored_bookings of a chunk's mailboxes in one SELECT, by user id (every id present)."""
+    ids = list(synced_user_ids)
+    stored: dict[int, list[StoredBooking]] = {pk: [] for pk in ids}
+    rows = Booking.objects.filter(synced_user_id__in=ids).values_list(
+        "synced_user_id", "external_id", "fingerprint", "end"
+    )
+    for user_id, external_id, fp, end in rows:
+        stored[user_id].append(StoredBooking(external_id, fp, end))
+    return stored
+
+
 BOOKING_UPDATE_FIELDS = [
     "provider_item_id",
     "series_master_id",
@@ -125,31 +140,48 @@ BOOKING_UPDATE_FIELDS = [
 
 def record(synced_user, settlement: Settlement, pushed_at: datetime) -> None:
     """Write what One X accepted into Booking rows (and only that)."""
-    if settlement.written:
+    record_many([(synced_user, settlement)], pushed_at)
+
+
+def record_many(settled, pushed_at: datetime) -> None:
+    """record for a chunk: `settled` is (synced user, settlement) pairs. One upsert of every
+    written row and one DELETE of every deleted one, whatever the number of mailboxes; the
+    caller wraps it in a transaction."""
+    rows = [
+        _booking_row(synced_user, absence, fp, pushed_at)
+        for synced_user, settlement in settled
+        for absence, fp in settlement.written
+    ]
+    if rows:
         Booking.objects.bulk_create(
-            [
-                Booking(
-                    synced_user=synced_user,
-                    external_id=absence.external_id,
-                    provider_item_id=absence.provider_item_id[:512],
-                    series_master_id=(absence.series_master_id or "")[:512],
-                    start=absence.start,
-                    end=absence.end,
-                    all_day=absence.all_day,
-                    forwarding=absence.forwarding,
-                    open_diversion=absence.open_diversion,
-                    reason_code=absence.reason_code,
-                    return_at=absence.return_at,
-                    note=absence.note or "",
-                    decided_by=absence.decided_by[:100],
-                    fingerprint=fp,
-                    pushed_at=pushed_at,
-                )
-                for absence, fp in settlement.written
-            ],
+            rows,
             update_conflicts=True,
             unique_fields=["synced_user", "external_id"],
             update_fields=BOOKING_UPDATE_FIELDS,
         )
-    if settlement.deleted:
-        synced_user.bookings.filter(external_id__in=settlement.deleted).delete()
+    gone = Q()
+    for synced_user, settlement in settled:
+        if settlement.deleted:
+            gone |= Q(synced_user_id=synced_user.pk, external_id__in=settlement.deleted)
+    if gone:
+        Booking.objects.filter(gone).delete()
+
+
+def _booking_row(synced_user, absence: PlannedAbsence, fp: str, pushed_at: datetime) -> Booking:
+    return Booking(
+        synced_user=synced_user,
+        external_id=absence.external_id,
+        provider_item_id=absence.provider_item_id[:512],
+        series_master_id=(absence.series_master_id or "")[:512],
+        start=absence.start,
+        end=absence.end,
+        all_day=absence.all_day,
+        forwarding=absence.forwarding,
+        open_diversion=absence.open_diversion,
+        reason_code=absence.reason_code,
+        return_at=absence.return_at,
+        note=absence.note or "",
+        decided_by=absence.decided_by[:100],
+        fingerprint=fp,
+        pushed_at=pushed_at,
+    )

@@ -35,9 +35,10 @@ logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 100  # mailboxes per subscription task
 PARALLEL = 16  # requests in flight per task
-# Renew when less than this is left (the beat runs every 30 minutes).
-RENEW_BEFORE = timedelta(hours=12)
-QUIET_CHECK_KEY = "mss:quiet-subscription-checked:"
+# Renew when less than this is left: late, so a Graph subscription (about 70 hours) costs
+# one renewal every 64 hours, and early enough that the half-hourly beat has a dozen tries
+# before it lapses.
+RENEW_BEFORE = timedelta(hours=6)
 LOST_REQUESTED_KEY = "mss:lost-subscription-requested:"
 LOST_REQUEST_TTL = 600  # seconds: a request whose task never came is made again after this
 
@@ -57,29 +58,29 @@ def due_users():
 
 
 def quiet_users():
-    """Users of syncing Graph integrations whose live subscription has brought no notification
-    for longer than MSS_QUIET_MAILBOX_HOURS, and was not checked within that time either: a
-    subscription Graph dropped without telling us looks just like a quiet mailbox, so these
-    are renewed, which recreates (and resyncs) one Graph no longer has. EWS subscriptions
-    report in by themselves (status events keep their expiry fresh; due_users catches those
-    gone quiet)."""
+    """Users of syncing Graph integrations whose live subscription has shown no sign of life
+    (a notification, or its creation or last renewal) for longer than MSS_QUIET_MAILBOX_HOURS:
+    a subscription Graph dropped without telling us looks just like a quiet mailbox, so these
+    are renewed early, which recreates (and resyncs) one Graph no longer has. Renewing is the
+    check, so an idle mailbox is checked once per quiet time and no more (its renewal time
+    is read off its expiry, which each renewal moves to a full lifetime ahead).
+
+    Rarely needed: Graph says when it drops a subscription (`subscriptionRemoved`) or loses
+    notifications (`missed`), redelivering lifecycle events for hours, and the daily read
+    brings in whatever was missed meanwhile. EWS subscriptions report in by themselves
+    (status events keep their expiry fresh; lost_users catches those gone quiet)."""
     now, quiet = timezone.now(), timedelta(hours=settings.MSS_QUIET_MAILBOX_HOURS)
+    lifetime = providers.provider_class(Integration.Kind.GRAPH).subscription_lifetime
     since = now - quiet
     subscriptions = MailboxSubscription.objects.filter(
-        Q(last_notification_at__lt=since)
-        | Q(last_notification_at__isnull=True, created_at__lt=since),
+        Q(last_notification_at__lt=since) | Q(last_notification_at__isnull=True),
         status=MailboxSubscription.Status.ACTIVE,
         expires_at__gt=now + RENEW_BEFORE,  # sooner ones are due_users anyway
+        expires_at__lte=since + lifetime,  # renewed (or made) before the quiet time began
         synced_user__integration__kind=Integration.Kind.GRAPH,
         synced_user__in=SyncedUser.objects.may_sync(),
-    ).values_list("pk", "synced_user_id")
-    # One check per quiet period: the cache remembers it (losing that only checks again).
-    due = [
-        user_id
-        for pk, user_id in subscriptions
-        if cache.add(f"{QUIET_CHECK_KEY}{pk}", 1, timeout=int(quiet.total_seconds()))
-    ]
-    return SyncedUser.objects.filter(pk__in=due)
+    )
+    return SyncedUser.objects.filter(pk__in=subscriptions.values("synced_user_id"))
 
 
 def lost_users():

@@ -3,15 +3,20 @@
 Runs of one mailbox never interleave: a run claims the mailbox and holds it by a lease its
 process renews (`claims`; a lease run out means the run died).
 Triggers only stamp `sync_requested_at` (`stamp_request`, `stamp_requests`) with the moment the
-run is due; `tasks` enqueues a run for the mailboxes that had none pending, so a burst of change
-notifications costs one run. A request never depends on its message surviving: `sweep` finds
-requests overdue by REQUEST_OVERDUE_AFTER (their message was lost) and claims their run
-abandoned, and the beat requests them again.
+run is due; `tasks` enqueues a run for the mailboxes that had none pending. A person's change
+(`stamp_request`) runs at once on the interactive queue; one that comes while the run goes on
+leaves it a trailing request (`take_trailing`), so a burst costs one more read after it. A
+request never depends on its message surviving: `sweep` finds requests overdue by
+REQUEST_OVERDUE_AFTER (their message was lost) and claims their run abandoned, and the beat
+requests them again.
 
 One mailbox (a change notification) runs alone: `sync_mailbox`. Many mailboxes (settings or
 rules saved, the periodic reconcile, a first sync) run in chunks of one integration, as many
 as its provider reads in one bulk request (`bulk_size`): `sync_mailboxes`. Each mailbox still
-has its own lock and outcome.
+has its own lock and outcome, but the chunk does each step once for all of them: one claim,
+one read of the stored bookings, one One X apply of all their operations (batches of 100
+across mailboxes, each result settled back to its own mailbox), one write of the bookings,
+one update of the users' states, one insert of the log entries, one release.
 """
 
 import enum
@@ -22,11 +27,14 @@ from datetime import datetime, timedelta
 from itertools import groupby
 
 from django.db import DatabaseError, transaction
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from onex.client import get_client
+from onex.budget import Lane
+from onex.client import RATE_BUDGET_CODE, get_client
 from onex.operations import AbsenceWriter
 
 from . import actors, claims, planning, providers, reconcile
@@ -40,13 +48,17 @@ logger = logging.getLogger(__name__)
 REQUEST_OVERDUE_AFTER = timedelta(minutes=1)
 # A trigger stamps afresh (and enqueues) a request pending this long.
 REQUEST_STALE_AFTER = timedelta(minutes=10)
+# A resync of an integration's FILL_FROM mailboxes or more runs in chunks of FILL_READS bulk
+# reads, so its One X batches fill (≥ 90 operations per request; bench_onex --initial-sync).
+FILL_FROM = 200
+FILL_READS = 5
 # The due times of a bulk request's chunks are stamped per step of this many seconds (the
 # step's last second), so spreading a resync costs a few UPDATEs, not one per chunk.
 DUE_STEP_SECONDS = 10
 
 
-def default_writer() -> AbsenceWriter:
-    return get_client()
+def default_writer(lane: Lane = Lane.BULK) -> AbsenceWriter:
+    return get_client(lane)
 
 
 class Status(enum.StrEnum):
@@ -74,15 +86,91 @@ def _due(now: datetime) -> Q:
     return Q(sync_requested_at__isnull=True) | Q(sync_requested_at__lt=now - REQUEST_STALE_AFTER)
 
 
-def stamp_request(synced_user_id: int) -> bool:
-    """Mark the mailbox dirty. True if no run was pending (the caller enqueues one); a mailbox
-    that may not sync now gets no stamp, so nothing waits on a run that would do nothing."""
+# ----- a person's change (a change notification, an add-in choice): runs at once
+
+# A change to a quiet mailbox runs at once; what follows within this window after that run was
+# due joins one trailing run at the window's end, so a burst costs one more read, not one each.
+BURST_WINDOW = timedelta(seconds=5)
+# A pending request due this recently (or within the window ahead) has its run coming: a change
+# adds nothing to it. One due earlier (a bulk request stuck behind a resync, a lost message) or
+# later (a resync's chunk spread minutes ahead) gets a run of its own. Not much shorter: while
+# the interactive queue lags, each mailbox gets at most one more message per this long.
+COMING_WITHIN = timedelta(seconds=10)
+
+
+def _running(now: datetime) -> Q:
+    """A run holds the mailbox now: its claim's lease is alive (claims)."""
+    alive = GreaterThanOrEqual(Coalesce("sync_renewed_at", "sync_started_at"), now - claims.lease())
+    return Q(sync_started_at__isnull=False) & Q(alive)
+
+
+def stamp_request(synced_user_ids, not_before: dict[int, datetime] | None = None) -> dict:
+    """Mark these mailboxes dirty for a person's change, in one UPDATE. Returns the mailboxes
+    the caller enqueues a run for, each with the moment it is due: now, or `not_before[pk]`
+    (the end of the burst window of the run requested last).
+
+    A mailbox whose run is going on gets a trailing request and no message: its stamp is that
+    run's start, and the run's end enqueues it (`take_trailing`); if the run dies, the sweeper
+    finds the stamp. A mailbox whose run is coming is left as it is (that run reads the change);
+    one that may not sync gets no stamp, so nothing waits on a run that would do nothing."""
     now = timezone.now()
-    return bool(
+    ids = sorted(set(synced_user_ids))
+    due = {pk: max(now, (not_before or {}).get(pk, now)) for pk in ids}
+    running = _running(now)
+    coming = Q(sync_requested_at__gte=now - COMING_WITHIN) & Q(
+        sync_requested_at__lte=now + BURST_WINDOW
+    )
+    unmarked = Q(sync_requested_at__isnull=True) | ~Q(sync_requested_at=F("sync_started_at"))
+    later = [When(pk=pk, then=Value(at)) for pk, at in due.items() if at != now]
+    stamped = (
         SyncedUser.objects.may_sync()
-        .filter(pk=synced_user_id)
-        .filter(_due(now))
-        .update(sync_requested_at=now)
+        .filter(pk__in=ids)
+        .filter((running & unmarked) | (~running & (Q(sync_requested_at__isnull=True) | ~coming)))
+        .update(
+            sync_requested_at=Case(
+                When(running, then=F("sync_started_at")), *later, default=Value(now)
+            )
+        )
+    )
+    if not stamped:
+        return {}
+    # Which of them this call stamped for a run of their own: a due moment is this call's (a
+    # racing trigger stamps its own `now`); a trailing stamp is the running claim's start.
+    rows = SyncedUser.objects.filter(pk__in=ids, sync_requested_at__in=set(due.values()))
+    return {
+        pk: due[pk]
+        for pk, requested_at, started_at in rows.values_list(
+            "pk", "sync_requested_at", "sync_started_at"
+        )
+        if requested_at == due[pk] and requested_at != started_at
+    }
+
+
+def mark_trailing(synced_user_id: int) -> bool:
+    """A run found the mailbox held by another: leave that run a trailing request (its end
+    enqueues it) instead of a second message. False if no run holds it now."""
+    return bool(
+        SyncedUser.objects.filter(pk=synced_user_id)
+        .filter(_running(timezone.now()))
+        .update(sync_requested_at=F("sync_started_at"))
+    )
+
+
+def take_trailing(synced_user_ids, claimed_at: datetime, due: datetime) -> list[int]:
+    """After a run that claimed these mailboxes at `claimed_at` released them: those a change
+    reached while it ran (stamped with its start) get their trailing request, due at `due`
+    (or now, if later), and are returned for the caller to enqueue. Nobody else takes them: a
+    trigger leaves a stamped request alone, and a run that claims the mailbox clears it."""
+    due = max(due, timezone.now())
+    ids = list(synced_user_ids)
+    if not SyncedUser.objects.filter(
+        pk__in=ids, sync_started_at__isnull=True, sync_requested_at=claimed_at
+    ).update(sync_requested_at=due):
+        return []
+    if len(ids) == 1:
+        return ids
+    return list(
+        SyncedUser.objects.filter(pk__in=ids, sync_requested_at=due).values_list("pk", flat=True)
     )
 
 
@@ -96,6 +184,7 @@ def sync_mailbox(
     """Bring One X in step with the mailbox's calendar; the outcome is also recorded on the
     SyncedUser (state, last_error, last_synced_at) and, when something happened, in the log."""
     now = now or timezone.now()
+    writer = writer or default_writer(Lane.INTERACTIVE)  # one mailbox: a person's change
     integration = synced_user.integration
     if not _may_sync(synced_user, integration):
         _drop_requests([synced_user.pk])
@@ -144,22 +233,31 @@ def sync_mailboxes(
 
 def _sync_group(users, integration, provider, writer, now) -> dict[int, SyncOutcome]:
     shared = planning.integration_settings(integration)  # rules and reasons: once per chunk
-    outcomes, claimed = {}, []
+    outcomes, candidates = {}, []
     for user in users:
-        if not _may_sync(user, integration):
-            outcomes[user.pk] = SyncOutcome(Status.INACTIVE)
-        elif not claims.claim(user, now):
-            outcomes[user.pk] = SyncOutcome(Status.BUSY)
+        if _may_sync(user, integration):
+            candidates.append(user)
         else:
-            claimed.append(user)
-    _drop_requests([pk for pk, outcome in outcomes.items() if outcome.status == Status.INACTIVE])
+            outcomes[user.pk] = SyncOutcome(Status.INACTIVE)
+    _drop_requests(list(outcomes))
+    claimed_ids = claims.claim_many(candidates, now)
+    claimed = [user for user in candidates if user.pk in claimed_ids]
+    outcomes.update(
+        (user.pk, SyncOutcome(Status.BUSY)) for user in candidates if user.pk not in claimed_ids
+    )
     if not claimed:
         return outcomes
-    with claims.renewing([user.pk for user in claimed], now):
-        return _run_group(claimed, integration, provider, writer, now, shared, outcomes)
+    with claims.renewing(claimed_ids, now):
+        try:
+            outcomes.update(_run_group(claimed, integration, provider, writer, now, shared))
+        finally:  # also after a bug: never leave a mailbox locked
+            claims.release_many(claimed_ids, now)
+    return outcomes
 
 
-def _run_group(claimed, integration, provider, writer, now, shared, outcomes):
+def _run_group(claimed, integration, provider, writer, now, shared) -> dict[int, SyncOutcome]:
+    """Read, plan and push the claimed mailboxes of a chunk together, and record each one's
+    outcome; a statement or two per step for the whole chunk, none per mailbox."""
     try:
         fetched = _fetch_many(
             provider or providers.provider_for(integration), claimed, integration, now
@@ -168,33 +266,108 @@ def _run_group(claimed, integration, provider, writer, now, shared, outcomes):
         # The whole integration stops (one Activity); the users' own states stay as they
         # are: nothing is wrong with their mailboxes, and fixing the access resyncs them all.
         integration.needs_attention(exc)
-        for user in claimed:
-            claims.release(user, now)
-            outcomes[user.pk] = SyncOutcome(Status.INACTIVE)
-        return outcomes
+        return {user.pk: SyncOutcome(Status.INACTIVE) for user in claimed}
     except ProviderError as exc:  # the bulk request failed as a whole (e.g. unreachable)
         integration.mark_error(_provider_message(exc))
         fetched = {user.email: exc for user in claimed}
-    except Exception as exc:  # a bug: record it on every claimed user, free them, surface it
+    except Exception as exc:  # a bug: record it on every claimed user, surface it
         logger.exception("Bulk read for integration %s failed", integration.pk)
-        for user in claimed:
-            _record(user, integration, SyncOutcome(Status.FAILED, error=type(exc).__name__), now)
-            claims.release(user, now)
+        crashed = SyncOutcome(Status.FAILED, error=type(exc).__name__)
+        _record_many(integration, [(user, crashed) for user in claimed], now)
         raise
+    outcomes, readable = {}, []
     for user in claimed:
         result = fetched.get(user.email, ProviderError("no result", code="no_result"))
-        outcomes[user.pk] = _run_claimed(
-            user,
-            integration,
-            now,
-            lambda user=user, result=result: (
-                _fetch_failed(result)
-                if isinstance(result, ProviderError)
-                else _push(user, integration, result, writer, now, shared)
-            ),
-            reraise=False,  # a bug in one user's run must not stop the others
-        )
+        if isinstance(result, ProviderError):
+            outcomes[user.pk] = _fetch_failed(result)
+        else:
+            readable.append((user, result))
+    try:
+        outcomes.update(_push_many(readable, integration, writer, now, shared))
+    except DatabaseError:
+        # The database went away mid-run: passing, so the mailboxes run again soon.
+        logger.warning("Chunk of integration %s: database error", integration.pk, exc_info=True)
+        claims.drop_broken_connection()
+        outcomes.update((user.pk, _database_down()) for user, _items in readable)
+    except Exception as exc:  # a bug in the chunk's common steps: no retry storm
+        logger.exception("Chunk of integration %s failed", integration.pk)
+        crashed = SyncOutcome(Status.FAILED, permanent=True, error=type(exc).__name__)
+        outcomes.update((user.pk, crashed) for user, _items in readable)
+    _record_many(integration, [(user, outcomes[user.pk]) for user in claimed], now)
     return outcomes
+
+
+def _push_many(readable, integration, writer, now, shared) -> dict[int, SyncOutcome]:
+    """Plan and diff each mailbox, send all their operations to One X in one apply (which fills
+    batches of 100 across the mailboxes), and settle each result back to its own mailbox."""
+    stored = reconcile.stored_bookings_many([user.pk for user, _items in readable])
+    outcomes, pushes = {}, []
+    for user, items in readable:
+        try:
+            plan = planning.plan_for_synced_user(user, items, now=now, shared=shared)
+            operations = reconcile.diff(plan, stored[user.pk])
+        except Exception as exc:  # a bug in one user's run must not stop the others
+            outcomes[user.pk] = _crashed(user, exc)
+            continue
+        if operations:
+            pushes.append((user, plan, operations))
+        else:
+            outcomes[user.pk] = SyncOutcome(Status.OK)
+    if not pushes:
+        return outcomes
+    operations = [operation for *_, mine in pushes for operation in mine]
+    try:
+        results = (writer or default_writer()).apply(integration.company.onex_id, operations)
+        if len(results) != len(operations):
+            raise ValueError(f"{len(results)} results for {len(operations)} operations")
+    except Exception as exc:  # the whole call failed: nothing was accepted
+        failed = SyncOutcome(
+            Status.FAILED,
+            permanent=bool(getattr(exc, "permanent", False)),
+            error=_onex_message(exc),
+        )
+        outcomes.update((user.pk, failed) for user, *_ in pushes)
+        return outcomes
+    settled, offset = [], 0
+    for user, plan, mine in pushes:
+        answers, offset = results[offset : offset + len(mine)], offset + len(mine)
+        try:
+            settled.append((user, reconcile.settle(plan, answers)))
+        except Exception as exc:
+            outcomes[user.pk] = _crashed(user, exc)
+    outcomes.update(_record_settled(settled, now))
+    return outcomes
+
+
+def _record_settled(settled, now) -> dict[int, SyncOutcome]:
+    """Write the chunk's accepted operations into Booking rows in one transaction. If that
+    fails, each mailbox is tried on its own, so a failure stays that mailbox's: One X took the
+    operations, and a mailbox whose rows were not saved sends the same ones again next run
+    (keyed by the entry's id, One X takes them as they are)."""
+    try:
+        with transaction.atomic():  # all of it or none: the next diff sees one consistent state
+            reconcile.record_many(settled, now)
+    except DatabaseError:
+        logger.warning("A chunk's One X answers not recorded together", exc_info=True)
+        claims.drop_broken_connection()
+        return {user.pk: _record_one(user, settlement, now) for user, settlement in settled}
+    return {user.pk: _settled_outcome(settlement) for user, settlement in settled}
+
+
+def _record_one(synced_user, settlement, now) -> SyncOutcome:
+    try:
+        with transaction.atomic():
+            reconcile.record(synced_user, settlement, now)
+    except DatabaseError:
+        logger.warning("Synced user %s: One X's answer not recorded", synced_user.pk, exc_info=True)
+        claims.drop_broken_connection()
+        return _not_saved()
+    return _settled_outcome(settlement)
+
+
+def _crashed(synced_user, exc) -> SyncOutcome:
+    logger.exception("Sync of synced user %s failed", synced_user.pk, exc_info=exc)
+    return SyncOutcome(Status.FAILED, permanent=True, error=type(exc).__name__)
 
 
 def _may_sync(synced_user: SyncedUser, integration: Integration) -> bool:
@@ -208,26 +381,20 @@ def _drop_requests(synced_user_ids) -> None:
         SyncedUser.objects.filter(pk__in=synced_user_ids).update(sync_requested_at=None)
 
 
-def _run_claimed(synced_user, integration, now, work, *, reraise=True) -> SyncOutcome:
+def _run_claimed(synced_user, integration, now, work) -> SyncOutcome:
     """Do `work` for a mailbox this run has claimed: record its outcome, always release the
-    lock. An unexpected exception is recorded as a failure, then raised (or, in a bulk run,
-    returned as a permanent failure so the other mailboxes carry on)."""
+    lock. An unexpected exception is recorded as a failure, then raised."""
     try:
         outcome = work()
     except DatabaseError:
         # The database went away mid-run: passing, so the mailbox runs again soon.
         logger.warning("Sync of synced user %s: database error", synced_user.pk, exc_info=True)
         claims.drop_broken_connection()
-        outcome = SyncOutcome(
-            Status.FAILED, error=_("The database could not be reached; the sync runs again soon.")
-        )
+        outcome = _database_down()
     except Exception as exc:  # an unexpected bug must not leave the mailbox locked
         logger.exception("Sync of synced user %s failed", synced_user.pk)
-        crashed = SyncOutcome(Status.FAILED, permanent=not reraise, error=type(exc).__name__)
-        _record(synced_user, integration, crashed, now)
-        if reraise:
-            raise
-        return crashed
+        _record(synced_user, integration, SyncOutcome(Status.FAILED, error=type(exc).__name__), now)
+        raise
     finally:
         claims.release(synced_user, now)
     _record(synced_user, integration, outcome, now)
@@ -290,9 +457,9 @@ def _fetch_failed(exc: ProviderError) -> SyncOutcome:
     return SyncOutcome(Status.FAILED, permanent=exc.permanent, error=_provider_message(exc))
 
 
-def _push(synced_user, integration, items, writer, now, shared=None) -> SyncOutcome:
+def _push(synced_user, integration, items, writer, now) -> SyncOutcome:
     """Plan, reconcile and push one mailbox's fetched items."""
-    plan = planning.plan_for_synced_user(synced_user, items, now=now, shared=shared)
+    plan = planning.plan_for_synced_user(synced_user, items, now=now)
     operations = reconcile.diff(plan, reconcile.stored_bookings(synced_user))
     if not operations:
         return SyncOutcome(Status.OK)
@@ -312,9 +479,11 @@ def _push(synced_user, integration, items, writer, now, shared=None) -> SyncOutc
         # takes as they are (keyed by the entry's id; deleting a deleted entry is a 404 we want).
         logger.warning("Synced user %s: One X's answer not recorded", synced_user.pk, exc_info=True)
         claims.drop_broken_connection()
-        return SyncOutcome(
-            Status.FAILED, error=_("The result could not be saved; the sync runs again soon.")
-        )
+        return _not_saved()
+    return _settled_outcome(settlement)
+
+
+def _settled_outcome(settlement: reconcile.Settlement) -> SyncOutcome:
     written, deleted = len(settlement.written), len(settlement.deleted)
     if not settlement.failures:
         return SyncOutcome(Status.OK, written=written, deleted=deleted)
@@ -328,7 +497,27 @@ def _push(synced_user, integration, items, writer, now, shared=None) -> SyncOutc
         # Retry soon only if nothing failed for good: a permanent failure waits for the next
         # periodic run (or a change) instead of a retry storm.
         permanent=bool(permanent),
-        error=_("One X refused an absence (%(code)s).") % {"code": first.code or "error"},
+        error=(
+            _rate_budget_message()
+            if first.code == RATE_BUDGET_CODE
+            else _("One X refused an absence (%(code)s).") % {"code": first.code or "error"}
+        ),
+    )
+
+
+def _rate_budget_message() -> str:
+    return _("One X's request limit is used up for now; the sync runs again soon.")
+
+
+def _database_down() -> SyncOutcome:
+    return SyncOutcome(
+        Status.FAILED, error=_("The database could not be reached; the sync runs again soon.")
+    )
+
+
+def _not_saved() -> SyncOutcome:
+    return SyncOutcome(
+        Status.FAILED, error=_("The result could not be saved; the sync runs again soon.")
     )
 
 
@@ -340,49 +529,70 @@ def _provider_message(exc: ProviderError) -> str:
 
 def _onex_message(exc: Exception) -> str:
     code = getattr(exc, "code", "") or type(exc).__name__
+    if code == RATE_BUDGET_CODE:
+        return _rate_budget_message()
     return _("One X could not be reached (%(code)s).") % {"code": code}
 
 
 def _record(synced_user, integration, outcome: SyncOutcome, now) -> None:
-    """Save the outcome on the user (and in the log). A database error here must not hide the
-    outcome from the task, which retries a passing failure: it is logged, and the next run
-    records its own outcome."""
+    _record_many(integration, [(synced_user, outcome)], now)
+
+
+def _record_many(integration, outcomes, now) -> None:
+    """Save each (user, outcome) on its user (and in the log). A database error here must not
+    hide the outcomes from the task, which retries a passing failure: it is logged, and the
+    next run records its own outcome."""
     try:
-        _save_outcome(synced_user, integration, outcome, now)
+        _save_outcomes(integration, outcomes, now)
     except DatabaseError:
-        logger.warning("Could not record the outcome of synced user %s", synced_user.pk)
+        logger.warning("Could not record the outcomes of %d synced users", len(outcomes))
         claims.drop_broken_connection()
 
 
-def _save_outcome(synced_user, integration, outcome: SyncOutcome, now) -> None:
-    was = synced_user.state
-    if outcome.status == Status.OK:
-        if integration.status == Integration.Status.ERROR:
-            integration.clear_error()
-        synced_user.state = SyncedUser.State.OK
-        synced_user.last_error = ""
-        synced_user.last_synced_at = now
-    elif outcome.status == Status.FAILED:
-        synced_user.state = SyncedUser.State.ERROR
-        synced_user.last_error = outcome.error
-    else:
-        return
-    synced_user.save(update_fields=["state", "last_error", "last_synced_at"])
-    counts = {"written": outcome.written, "deleted": outcome.deleted}
-    # No email in the entry itself: the link to the user goes when the user is removed.
-    if outcome.status == Status.FAILED:
-        Activity.record(
-            integration,
-            "sync_failed",
-            actor=actors.SYSTEM,
-            params={"error": outcome.error, **counts},
-            level=Activity.Level.ERROR if outcome.permanent else Activity.Level.WARNING,
-            synced_user=synced_user,
-        )
-    elif outcome.written or outcome.deleted or was != SyncedUser.State.OK:
-        Activity.record(
-            integration, "synced", actor=actors.SYSTEM, params=counts, synced_user=synced_user
-        )
+def _save_outcomes(integration, outcomes, now) -> None:
+    """One UPDATE of the users' states and one INSERT of their log entries, for any number."""
+    changed, entries = [], []
+    for synced_user, outcome in outcomes:
+        was = synced_user.state
+        if outcome.status == Status.OK:
+            synced_user.state = SyncedUser.State.OK
+            synced_user.last_error = ""
+            synced_user.last_synced_at = now
+        elif outcome.status == Status.FAILED:
+            synced_user.state = SyncedUser.State.ERROR
+            synced_user.last_error = outcome.error
+        else:
+            continue
+        changed.append(synced_user)
+        counts = {"written": outcome.written, "deleted": outcome.deleted}
+        # No email in the entry itself: the link to the user goes when the user is removed.
+        if outcome.status == Status.FAILED:
+            entries.append(
+                Activity.entry(
+                    integration,
+                    "sync_failed",
+                    actor=actors.SYSTEM,
+                    params={"error": outcome.error, **counts},
+                    level=Activity.Level.ERROR if outcome.permanent else Activity.Level.WARNING,
+                    synced_user=synced_user,
+                )
+            )
+        elif outcome.written or outcome.deleted or was != SyncedUser.State.OK:
+            entries.append(
+                Activity.entry(
+                    integration,
+                    "synced",
+                    actor=actors.SYSTEM,
+                    params=counts,
+                    synced_user=synced_user,
+                )
+            )
+    if integration.status == Integration.Status.ERROR and any(
+        outcome.status == Status.OK for _user, outcome in outcomes
+    ):
+        integration.clear_error()
+    SyncedUser.objects.bulk_update(changed, ["state", "last_error", "last_synced_at"])
+    Activity.objects.bulk_create(entries)
 
 
 def stamp_requests(users) -> list[list[int]]:
@@ -400,16 +610,23 @@ def stamp_requests(users) -> list[list[int]]:
     return chunks_of(users.filter(sync_requested_at=now))
 
 
-def chunks_of(users) -> list[list[int]]:
+def chunks_of(users, *, reads: int | None = None) -> list[list[int]]:
     """The ids of `users` (a queryset) in chunks of one integration each as large as its
-    provider reads in one bulk request."""
+    provider reads in one bulk request, or in `reads` of them: a chunk's One X operations go
+    out together in batches of 100, so a large resync fills its batches better in chunks of
+    several reads (20 mailboxes × ~20 absences leave one part-filled batch of five). By
+    default an integration's mailboxes come in chunks of FILL_READS reads once there are
+    FILL_FROM of them, else of one read (a small resync keeps its parallel chunks)."""
     rows = users.order_by("integration_id", "pk").values_list(
         "integration__kind", "integration_id", "pk"
     )
     chunks = []
     for (kind, _integration_id), group in groupby(rows, key=lambda row: row[:2]):
         ids = [pk for *_, pk in group]
-        size = providers.bulk_size(kind)
+        if reads is None:
+            size = providers.bulk_size(kind) * (FILL_READS if len(ids) >= FILL_FROM else 1)
+        else:
+            size = providers.bulk_size(kind) * reads
         chunks += [ids[i : i + size] for i in range(0, len(ids), size)]
     return chunks
 

@@ -5,20 +5,31 @@ current transaction commits, so a worker always sees the rows it is handed. Task
 load rows, and call one plain function of the sync core.
 """
 
+import logging
+import math
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 
 from celery import shared_task
 from django.core.cache import cache
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from . import actors, audit, removal, retention, subscriptions, sync
+from . import actors, audit, daily, removal, retention, subscriptions, sync
 from .actors import Actor
 from .models import Integration, MailboxSubscription, SyncedUser
 from .providers.base import Notice, NoticeKind
 
-DEBOUNCE_SECONDS = 5  # a burst of notifications for one mailbox costs one run
+logger = logging.getLogger(__name__)
+
+# Bulk requests start this much later, so triggers that come together (settings saved twice)
+# join one run. A person's change runs at once (request_interactive, sync.BURST_WINDOW).
+DEBOUNCE_SECONDS = 5
+# A mailbox's last notification is recorded at most once a minute (subscriptions.quiet_users
+# counts hours), so a burst of notifications does not rewrite the row each time.
+NOTIFIED_EVERY = timedelta(minutes=1)
 # Bulk requests spread their chunks over this many seconds (one chunk a second) so a resync
 # of thousands of mailboxes does not start in one second; the periodic reconcile spreads wider.
 RESYNC_SPREAD_SECONDS = 60
@@ -39,12 +50,71 @@ def retry_countdown(retries: int) -> int:
 # ----- enqueueing, after commit
 
 
-def request_sync(synced_user_id: int, *, countdown: int = DEBOUNCE_SECONDS) -> bool:
-    """Mark one mailbox dirty; enqueue a run unless one is pending. True if enqueued."""
-    if not sync.stamp_request(synced_user_id):
-        return False
-    transaction.on_commit(lambda: sync_mailbox.apply_async((synced_user_id,), countdown=countdown))
-    return True
+def request_sync(synced_user_id: int, *, countdown: float = 0) -> bool:
+    """A person's change to one mailbox (an add-in choice): request_interactive. True if a run
+    was enqueued."""
+    return bool(request_interactive([synced_user_id], countdown=countdown))
+
+
+def request_interactive(synced_user_ids, *, countdown: float = 0) -> int:
+    """A person's changes (notifications, add-in choices), in one UPDATE: each mailbox runs on
+    the interactive queue, at once, or at the end of the burst window of its run requested
+    last; one whose run is going on or coming gets no second message (sync.stamp_request).
+    Returns how many runs were enqueued."""
+    ids = set(synced_user_ids)
+    if not ids:
+        return 0
+    not_before = _window_ends(ids)
+    if countdown:
+        floor = timezone.now() + timedelta(seconds=countdown)
+        not_before = {pk: max(not_before.get(pk, floor), floor) for pk in ids}
+    due = sync.stamp_request(ids, not_before)
+    _enqueue_interactive(due)
+    return len(due)
+
+
+def _enqueue_interactive(due: dict[int, datetime]) -> None:
+    if not due:
+        return
+    _remember_windows(due)
+
+    def enqueue():
+        now = timezone.now()
+        for pk, at in due.items():
+            sync_mailbox.apply_async((pk,), countdown=max(0.0, (at - now).total_seconds()))
+
+    transaction.on_commit(enqueue)
+
+
+# The burst window lives in the cache (shared through Redis in production): it only saves
+# reads, so a cache that is away or per-process (the embedded default) means more runs, never
+# a change missed.
+def _window_key(synced_user_id: int) -> str:
+    return f"mss:sync-window:{synced_user_id}"
+
+
+def _window_ends(ids) -> dict[int, datetime]:
+    try:
+        found = cache.get_many([_window_key(pk) for pk in ids])
+    except Exception:  # noqa: BLE001 - see above
+        logger.warning("Burst windows not read; mailboxes run at once", exc_info=True)
+        return {}
+    ends = {}
+    for pk in ids:
+        if (end := found.get(_window_key(pk))) is not None:
+            ends[pk] = datetime.fromtimestamp(end, tz=UTC)
+    return ends
+
+
+def _remember_windows(due: dict[int, datetime]) -> None:
+    now = timezone.now()
+    latest = max(due.values())
+    timeout = math.ceil((latest - now + sync.BURST_WINDOW).total_seconds()) + 1
+    ends = {_window_key(pk): (at + sync.BURST_WINDOW).timestamp() for pk, at in due.items()}
+    try:
+        cache.set_many(ends, timeout=timeout)
+    except Exception:  # noqa: BLE001 - see above
+        logger.warning("Burst windows not recorded", exc_info=True)
 
 
 def request_syncs(
@@ -137,14 +207,19 @@ def act_on_notices(notices: list[Notice]) -> None:
     """What a provider's notification endpoint hands over: each mailbox is synced once,
     subscriptions are renewed or made again as the provider asked. Raises one of NOT_RECORDED
     when it could not record them."""
+    if not notices:
+        return
+    now = timezone.now()
     MailboxSubscription.objects.filter(
-        pk__in={notice.mailbox_subscription_id for notice in notices}
-    ).update(last_notification_at=timezone.now())
+        Q(last_notification_at__isnull=True) | Q(last_notification_at__lt=now - NOTIFIED_EVERY),
+        pk__in={notice.mailbox_subscription_id for notice in notices},
+    ).update(last_notification_at=now)
     by_kind: dict[NoticeKind, set[int]] = {}
     for notice in notices:
         by_kind.setdefault(notice.kind, set()).add(notice.synced_user_id)
-    for user_id in by_kind.get(NoticeKind.CHANGED, set()) | by_kind.get(NoticeKind.MISSED, set()):
-        request_sync(user_id)
+    request_interactive(
+        by_kind.get(NoticeKind.CHANGED, set()) | by_kind.get(NoticeKind.MISSED, set())
+    )
     if renew := by_kind.get(NoticeKind.RENEW):
         ensure_subscriptions.delay_on_commit(sorted(renew), True)
     if gone := by_kind.get(NoticeKind.RESUBSCRIBE):
@@ -162,14 +237,25 @@ def _synced_user(synced_user_id):
     )
 
 
+# Outcomes of a run that held the mailbox (a change may have come while it ran).
+CLAIMED = {sync.Status.OK, sync.Status.FAILED}
+
+
 @shared_task(bind=True, max_retries=5)
 def sync_mailbox(self, synced_user_id):
     synced_user = _synced_user(synced_user_id)
     if synced_user is None:
         return "gone"
-    outcome = sync.sync_mailbox(synced_user)
+    started = timezone.now()
+    outcome = sync.sync_mailbox(synced_user, now=started)
+    if outcome.status in CLAIMED:
+        # A change that came while it ran: one trailing run, a burst window after this one.
+        trailing = sync.take_trailing([synced_user_id], started, started + sync.BURST_WINDOW)
+        _enqueue_interactive(dict.fromkeys(trailing, started + sync.BURST_WINDOW))
     if outcome.status == sync.Status.BUSY and not self.request.is_eager:
-        self.apply_async((synced_user_id,), countdown=BUSY_RETRY_SECONDS)
+        # The run holding it reads again after it; if that run ended meanwhile, run now.
+        if not sync.mark_trailing(synced_user_id):
+            self.apply_async((synced_user_id,), countdown=0)
     elif outcome.retry and self.request.retries < self.max_retries:
         countdown = retry_countdown(self.request.retries)
         sync.stamp_retry([synced_user_id], countdown)
@@ -180,7 +266,12 @@ def sync_mailbox(self, synced_user_id):
 @shared_task(bind=True, max_retries=5)
 def sync_mailboxes(self, synced_user_ids):
     """A chunk of mailboxes of one integration, read with one bulk fetch (request_syncs)."""
-    outcomes = sync.sync_mailboxes(synced_user_ids)
+    started = timezone.now()
+    outcomes = sync.sync_mailboxes(synced_user_ids, now=started)
+    # A person's change that came while the chunk ran gets its own run at once.
+    claimed = [pk for pk, outcome in outcomes.items() if outcome.status in CLAIMED]
+    trailing = sync.take_trailing(claimed, started, started) if claimed else []
+    _enqueue_interactive(dict.fromkeys(trailing, timezone.now()))
     busy = [pk for pk, outcome in outcomes.items() if outcome.status == sync.Status.BUSY]
     if busy and not self.request.is_eager:
         self.apply_async((busy,), countdown=BUSY_RETRY_SECONDS)
@@ -197,9 +288,20 @@ def sync_mailboxes(self, synced_user_ids):
 
 
 @shared_task
-def reconcile_all_mailboxes():
-    """Beat: every mailbox of every syncing integration, spread over five minutes."""
-    return request_syncs(SyncedUser.objects.all(), spread_seconds=RECONCILE_SPREAD_SECONDS)
+def reconcile_all_mailboxes(everyone=False):
+    """Beat, 00:00 … 00:25 Stockholm time: the daily read as the window's leading day moves
+    in, one sixth of the mailboxes per step (daily.leading_day_users), each step spread over
+    five minutes. Run at any other time, every mailbox not read since midnight; `everyone`:
+    every mailbox, however lately read (make run, after the sandbox rebuilt its calendars)."""
+    users = SyncedUser.objects.all() if everyone else daily.leading_day_users(timezone.now())
+    return request_syncs(users, spread_seconds=RECONCILE_SPREAD_SECONDS)
+
+
+@shared_task
+def reconcile_overdue_mailboxes():
+    """Beat, hourly: mailboxes whose daily read did not happen (daily.overdue_users)."""
+    users = daily.overdue_users(timezone.now())
+    return request_syncs(users, spread_seconds=RECONCILE_SPREAD_SECONDS)
 
 
 def sweep_lock_key(now) -> str:

@@ -154,8 +154,14 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'mss.sqlite3'}"),
 }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60 if PRODUCTION else 0)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+# Persistent connections wherever the database is a server (a new PostgreSQL connection costs
+# more than a webhook's queries). SQLite keeps 0: runserver handles each request in a thread of
+# its own, so a persistent connection per thread would only pile up open files.
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0 if _SQLITE else 60)
+# A persistent connection the database closed meanwhile is replaced before it is used.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
+if _SQLITE:
     # Web, worker and beat share the file: wait for locks instead of failing at once, and take
     # the write lock when a transaction begins (a read-then-write transaction cannot be upgraded
     # while another process writes, and SQLite would answer "database is locked" at once).
@@ -237,6 +243,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # A queue of its own lets a benchmark's or test's workers share a broker with others.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# Single-mailbox runs go to the interactive queue (`interactive`, mss/celery.py).
+CELERY_TASK_ROUTES = ("mss.celery.route_task",)
 
 # A run holds its mailboxes by a lease its process renews every third of it
 # (calendarsync/claims.py): a run that died with its worker frees them this long after.
@@ -246,14 +254,21 @@ MSS_CLAIM_LEASE_SECONDS = env.int("MSS_CLAIM_LEASE_SECONDS", default=30)
 MSS_RETURN_GAP_MINUTES = env.int("MSS_RETURN_GAP_MINUTES", default=0)
 # A requested sync still waiting after this many minutes is shown as an error (workers down?).
 MSS_SYNC_QUEUE_ALERT_MINUTES = env.int("MSS_SYNC_QUEUE_ALERT_MINUTES", default=10)
-# A Graph mailbox without a change notification for this long gets its subscription checked
-# (renewed; Graph may have dropped it without a word).
-MSS_QUIET_MAILBOX_HOURS = env.int("MSS_QUIET_MAILBOX_HOURS", default=6)
+# A Graph mailbox without a change notification (or renewal) for this long gets its
+# subscription checked (renewed early; Graph may have dropped it without a word). Two days:
+# an idle mailbox's renewals then cost half a request a day (calendarsync/subscriptions.py).
+MSS_QUIET_MAILBOX_HOURS = env.int("MSS_QUIET_MAILBOX_HOURS", default=48)
 
 # Where the outside world lives. The defaults are the sandboxes on loopback.
 ONEX_API_URL = env.str("ONEX_API_URL", default="http://127.0.0.1:8010")
 ONEX_CLIENT_ID = env.str("ONEX_CLIENT_ID", default="mss-demo")
 ONEX_CLIENT_SECRET = env.str("ONEX_CLIENT_SECRET", default="mss-demo-secret")
+# One X's rate budget per client id, shared by all workers through the Redis cache
+# (onex/budget.py): requests per window (0 = none), the window, and the most of it that bulk
+# work leaves to interactive work (a person's change; a quarter of it while none is seen).
+ONEX_RATE_LIMIT_PER_MINUTE = env.int("ONEX_RATE_LIMIT_PER_MINUTE", default=600)
+ONEX_RATE_WINDOW_SECONDS = env.float("ONEX_RATE_WINDOW_SECONDS", default=60.0)
+ONEX_RATE_INTERACTIVE_SHARE = env.float("ONEX_RATE_INTERACTIVE_SHARE", default=0.2)
 MS_LOGIN_URL = env.str("MS_LOGIN_URL", default="https://127.0.0.1:8011")
 MS_GRAPH_URL = env.str("MS_GRAPH_URL", default="https://127.0.0.1:8011/v1.0")
 MS_CLIENT_ID = env.str("MS_CLIENT_ID", default="00000000-0000-0000-0000-0000000000aa")

@@ -5,8 +5,12 @@ timeouts. Tokens are reused until ~80 % of their life. Only 429/502/503/504 and 
 errors are retried (every call of the contract is idempotent), honouring Retry-After, else
 exponential backoff with jitter, bounded in attempts and in total time. Every failure surfaces
 as `OneXError`, which says whether retrying later could help.
+
+Every API request takes a unit of the client id's rate budget (`onex.budget`) in the client's
+lane first, and every answer's rate-limit headers feed it back.
 """
 
+import copy
 import logging
 import random
 import threading
@@ -20,10 +24,12 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from .budget import Lane, OverBudget, RateBudget, budget_for
 from .operations import AbsenceEntry, DeleteAbsence, Operation, OperationResult, PutAbsence
 
 logger = logging.getLogger(__name__)
 
+RATE_BUDGET_CODE = "rate_budget"  # our own budget is spent: nothing was sent
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 BATCH_MAX = 100
 TOKEN_REUSE_SHARE = 0.8
@@ -104,6 +110,19 @@ def _retry_after_seconds(response):
         return None
 
 
+# Build the budget from settings (a test or benchmark passes None for none, or its own).
+FROM_SETTINGS = object()
+
+
+class _Tokens:
+    """The access token, shared by a client and its lane views."""
+
+    def __init__(self):
+        self.value = None
+        self.renew_at = 0.0
+        self.lock = threading.Lock()
+
+
 class OneXClient:
     def __init__(
         self,
@@ -118,6 +137,8 @@ class OneXClient:
         backoff_cap=10.0,
         sleep=time.sleep,
         pool_size=10,
+        budget: RateBudget | None = FROM_SETTINGS,
+        lane: Lane = Lane.BULK,
     ):
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
@@ -132,31 +153,46 @@ class OneXClient:
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self._token = None
-        self._token_renew_at = 0.0
-        self._token_lock = threading.Lock()
+        self._tokens = _Tokens()
+        self.budget = budget_for(self.base_url, client_id) if budget is FROM_SETTINGS else budget
+        self.lane = lane
+
+    def in_lane(self, lane: Lane) -> "OneXClient":
+        """This client (same session, token and budget) taking its units in `lane`."""
+        if lane == self.lane:
+            return self
+        view = copy.copy(self)
+        view.lane = lane
+        return view
 
     def close(self):
         self.session.close()
 
     # Transport ----------------------------------------------------------------------------
 
-    def _send(self, method, url, **kwargs):
+    def _send(self, method, url, *, budgeted=True, **kwargs):
         """One HTTP exchange with retries of transient failures; returns the final response
-        (any status) or raises OneXError when the retry budget is spent on transient ones."""
+        (any status) or raises OneXError when the retry budget is spent on transient ones.
+        `budgeted`: each attempt takes a unit of the rate budget (API calls; not the token)."""
         deadline = time.monotonic() + self.max_retry_seconds
         attempt = 0
         while True:
             attempt += 1
+            used = self._take_unit(deadline) if budgeted else None
             try:
                 response = self.session.request(method, url, timeout=self.timeout, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as error:
                 # A read timeout on an idempotent call is as safe to retry as a refused connect.
                 failure, wait = OneXError(str(error), permanent=False, code="connection"), None
             else:
+                wait = _retry_after_seconds(response)
+                if budgeted and self.budget is not None:
+                    # A 429 is the token's: its Retry-After holds back every worker.
+                    pause = wait if response.status_code == 429 else None
+                    self.budget.observe(response.headers, used=used, retry_after=pause)
                 if response.status_code not in RETRYABLE_STATUSES:
                     return response
-                failure, wait = OneXError.from_response(response), _retry_after_seconds(response)
+                failure = OneXError.from_response(response)
             if wait is None:
                 wait = self._backoff(attempt)
             if attempt >= self.max_attempts or time.monotonic() + wait > deadline:
@@ -167,27 +203,43 @@ class OneXClient:
             logger.info("One X %s %s: %s; retry in %.2fs", method, url, failure, wait)
             self.sleep(wait)
 
+    def _take_unit(self, deadline):
+        """One unit of the rate budget, waiting at most until `deadline` (monotonic); past
+        that the call fails as transient, so a task retries later instead of holding a worker."""
+        if self.budget is None:
+            return None
+        try:
+            return self.budget.acquire(
+                self.lane, max_wait=max(0.0, deadline - time.monotonic()), sleep=self.sleep
+            )
+        except OverBudget as over:
+            logger.info("One X rate budget (%s): %s", self.lane, over)
+            raise OneXError(str(over), permanent=False, code=RATE_BUDGET_CODE) from None
+
     def _backoff(self, attempt):
         """Exponential backoff with equal jitter, capped."""
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def _token_value(self, *, renew=False):
-        with self._token_lock:
-            if renew or self._token is None or time.monotonic() >= self._token_renew_at:
+        tokens = self._tokens
+        with tokens.lock:
+            if renew or tokens.value is None or time.monotonic() >= tokens.renew_at:
+                # The limit is per token on API calls: fetching the token is outside it.
                 response = self._send(
                     "POST",
                     f"{self.base_url}/oauth2/token",
+                    budgeted=False,
                     data={"grant_type": "client_credentials"},
                     auth=(self.client_id, self.client_secret),
                 )
                 if response.status_code != 200:
                     raise OneXError.from_response(response)
                 payload = response.json()
-                self._token = payload["access_token"]
+                tokens.value = payload["access_token"]
                 lifetime = float(payload.get("expires_in", 3600))
-                self._token_renew_at = time.monotonic() + lifetime * TOKEN_REUSE_SHARE
-            return self._token
+                tokens.renew_at = time.monotonic() + lifetime * TOKEN_REUSE_SHARE
+            return tokens.value
 
     def _call(self, method, path, *, params=None, json=None, ok=(200, 201, 204)):
         """An authenticated API call; returns the response for a status in `ok`."""
@@ -376,13 +428,23 @@ _client_key = None
 _client_lock = threading.Lock()
 
 
-def get_client() -> OneXClient:
-    """The process's client, built from settings (rebuilt if the settings change, e.g. in tests)."""
+def get_client(lane: Lane = Lane.BULK) -> OneXClient:
+    """The process's client, built from settings (rebuilt if the settings change, e.g. in
+    tests), taking its rate-budget units in `lane`: INTERACTIVE when a person waits for this
+    call (one mailbox's change), BULK (the default) for everything else."""
     global _client, _client_key
-    key = (settings.ONEX_API_URL, settings.ONEX_CLIENT_ID, settings.ONEX_CLIENT_SECRET)
+    key = (
+        settings.ONEX_API_URL,
+        settings.ONEX_CLIENT_ID,
+        settings.ONEX_CLIENT_SECRET,
+        settings.ONEX_RATE_LIMIT_PER_MINUTE,
+        settings.ONEX_RATE_WINDOW_SECONDS,
+        settings.ONEX_RATE_INTERACTIVE_SHARE,
+        str(settings.CACHES["default"].get("LOCATION", "")),
+    )
     with _client_lock:
         if _client is None or _client_key != key:
             if _client is not None:
                 _client.close()
-            _client, _client_key = OneXClient(*key), key
-        return _client
+            _client, _client_key = OneXClient(*key[:3]), key
+        return _client.in_lane(lane)

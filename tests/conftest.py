@@ -18,6 +18,12 @@ pytest_plugins = [
 ]
 
 
+def pytest_configure(config):
+    # The live servers answer each request in a thread that ends with it: a persistent
+    # connection would outlive its thread and keep the test database open at teardown.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
 def pytest_report_header(config):
     # CI must show the real parts it ran on.
     db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]

@@ -4,7 +4,7 @@ integration, and each such run reads its mailboxes with one bulk fetch (one Grap
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from calendarsync import planning, providers, sync, tasks
 from calendarsync.actors import SYSTEM
@@ -12,10 +12,12 @@ from calendarsync.models import Activity, Booking, Integration, SyncedUser
 from calendarsync.providers.base import ConsentRevoked, MailboxNotFound
 from calendarsync.providers.memory import InMemoryCalendar
 from calendarsync.views.common import resync
+from onex.client import RATE_BUDGET_CODE, OneXClient, OneXError
 from onex.models import Subscription
-from onex.operations import InMemoryAbsences
+from onex.operations import InMemoryAbsences, OperationResult
 from tests.calendar_factory import NOW, at, item
 from tests.m365_sandbox import body_requests
+from tests.onex_sandbox import CLIENT_ID, CLIENT_SECRET
 
 
 def make_users(integration, count, prefix="user"):
@@ -98,13 +100,16 @@ def test_it_enqueues_a_burst_for_45_mailboxes_as_three_chunk_tasks_once(
 
 
 def test_it_never_mixes_integrations_in_a_chunk(
-    integration, company, enqueued, django_capture_on_commit_callbacks
+    integration, company, enqueued, monkeypatch, django_capture_on_commit_callbacks
 ):
     other = Integration.objects.create(
         company=company, kind="graph", name="Second tenant", status="connected"
     )
     first = make_users(integration, 21, prefix="a")
     second = make_users(other, 2, prefix="b")
+    # Run by hand the next afternoon: every mailbox not read since midnight (daily.py).
+    next_afternoon = timezone.localtime().replace(hour=14) + timedelta(days=1)
+    monkeypatch.setattr(timezone, "now", lambda: next_afternoon)
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.reconcile_all_mailboxes() == 23
     assert sorted(ids for ids, _ in enqueued) == sorted(
@@ -247,7 +252,7 @@ def test_the_task_runs_a_chunk_with_the_registered_provider_and_writer(
     for user in users[:3]:
         calendar.put(user.email, item("a", start=timezone.now() + timedelta(hours=1)))
     monkeypatch.setattr(providers, "provider_for", lambda integration: calendar)
-    monkeypatch.setattr(sync, "default_writer", lambda: onex)
+    monkeypatch.setattr(sync, "default_writer", lambda lane=None: onex)
     result = tasks.sync_mailboxes.apply(args=([u.pk for u in users] + [0],)).get()
     assert result == {"ok": 3, "failed": 1}  # the fourth mailbox is unknown; id 0 is gone
     assert len(calendar.bulk_fetches) == 1
@@ -261,13 +266,22 @@ def test_a_resync_of_2000_users_costs_a_few_queries(
     with django_capture_on_commit_callbacks(execute=True):
         with django_assert_max_num_queries(10):
             assert resync(integration) == 2000
-    assert len(enqueued) == 100 and {len(ids) for ids, _ in enqueued} == {20}
+    # A large resync runs in chunks of five bulk reads, so its One X batches fill.
+    assert len(enqueued) == 20 and {len(ids) for ids, _ in enqueued} == {5 * 20}
     assert SyncedUser.objects.filter(sync_requested_at__isnull=True).count() == 0
     # Saving again while the runs are pending: still a few queries, nothing enqueued.
     with django_capture_on_commit_callbacks(execute=True):
         with django_assert_max_num_queries(10):
             assert resync(integration) == 2000
-    assert len(enqueued) == 100
+    assert len(enqueued) == 20
+
+
+def test_a_resync_below_the_fill_threshold_keeps_chunks_of_one_read(integration):
+    make_users(integration, sync.FILL_FROM - 1)
+    chunks = sync.chunks_of(SyncedUser.objects.all())
+    assert {len(chunk) for chunk in chunks[:-1]} == {20} and len(chunks) == 10
+    make_users(integration, 1, prefix="one-more")
+    assert [len(chunk) for chunk in sync.chunks_of(SyncedUser.objects.all())] == [100, 100]
 
 
 def test_it_reads_20_sandbox_mailboxes_with_one_batch_request(m365, integration, onex):
@@ -306,3 +320,155 @@ def test_a_chunk_of_an_integration_that_may_not_sync_leaves_no_pending_requests(
     outcomes = sync.sync_mailboxes([u.pk for u in users], provider=InMemoryCalendar())
     assert {o.status for o in outcomes.values()} == {"inactive"}
     assert not SyncedUser.objects.filter(sync_requested_at__isnull=False).exists()
+
+
+class RecordingWriter(InMemoryAbsences):
+    """InMemoryAbsences that remembers each apply call's operations."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = []
+
+    def apply(self, company_id, operations):
+        self.calls.append(list(operations))
+        return super().apply(company_id, operations)
+
+
+def busy_calendar(users, absences):
+    calendar = InMemoryCalendar()
+    for user in users:
+        calendar.put(
+            user.email, *(item(f"{user.email}-{n}", at(2 + n, 9)) for n in range(absences))
+        )
+    return calendar
+
+
+def test_a_chunk_sends_all_its_mailboxes_operations_in_one_apply(integration):
+    users = make_users(integration, 20)
+    onex = RecordingWriter()
+    outcomes = sync.sync_mailboxes(
+        [u.pk for u in users], provider=busy_calendar(users, 6), writer=onex, now=NOW
+    )
+    assert {(o.status, o.written) for o in outcomes.values()} == {("ok", 6)}
+    (operations,) = onex.calls  # one call for the chunk, any of the company's subscriptions
+    assert len(operations) == 120
+    assert {op.subscription_id for op in operations} == {u.subscription.onex_id for u in users}
+    assert all(len(entries_of(onex, u)) == 6 for u in users)
+    assert Booking.objects.count() == 120
+
+    # Only the one mailbox that changed has operations the next time.
+    calendar = busy_calendar(users, 6)
+    calendar.remove(users[3].email, f"{users[3].email}-0")
+    outcomes = sync.sync_mailboxes([u.pk for u in users], provider=calendar, writer=onex, now=NOW)
+    assert [op.subscription_id for op in onex.calls[1]] == [users[3].subscription.onex_id]
+    assert (outcomes[users[3].pk].deleted, Booking.objects.count()) == (1, 119)
+
+
+def test_one_mailboxs_refused_operation_is_that_mailboxs_failure_only(integration):
+    users = make_users(integration, 4)
+    unlucky = users[2].subscription.onex_id
+    onex = InMemoryAbsences(
+        fail=lambda op: (
+            OperationResult(op, ok=False, code="unavailable")
+            if op.subscription_id == unlucky and op.entry.start == at(3, 9)
+            else None
+        )
+    )
+    outcomes = sync.sync_mailboxes(
+        [u.pk for u in users], provider=busy_calendar(users, 3), writer=onex, now=NOW
+    )
+    failed = outcomes[users[2].pk]
+    assert (failed.status, failed.retry, failed.written, failed.failed) == ("failed", True, 2, 1)
+    assert {outcomes[u.pk].status for u in users if u is not users[2]} == {"ok"}
+    assert Booking.objects.filter(synced_user=users[2]).count() == 2  # what One X took
+    assert Booking.objects.count() == 11
+    states = dict(SyncedUser.objects.values_list("pk", "state"))
+    assert [states[u.pk] for u in users] == ["ok", "ok", "error", "ok"]
+    assert "unavailable" in SyncedUser.objects.get(pk=users[2].pk).last_error
+    assert Activity.objects.filter(event="sync_failed", synced_user=users[2]).count() == 1
+
+
+def test_a_permanent_refusal_waits_for_the_next_run_for_that_mailbox_only(integration):
+    users = make_users(integration, 3)
+    unlucky = users[0].subscription.onex_id
+    onex = InMemoryAbsences(
+        fail=lambda op: (
+            OperationResult(op, ok=False, code="feature_not_enabled", permanent=True)
+            if op.subscription_id == unlucky
+            else None
+        )
+    )
+    outcomes = sync.sync_mailboxes(
+        [u.pk for u in users], provider=busy_calendar(users, 2), writer=onex, now=NOW
+    )
+    assert (outcomes[users[0].pk].permanent, outcomes[users[0].pk].retry) == (True, False)
+    assert [outcomes[u.pk].status for u in users[1:]] == ["ok", "ok"]
+    assert Activity.objects.get(event="sync_failed").level == Activity.Level.ERROR
+
+
+@pytest.mark.parametrize("permanent", [False, True])
+def test_a_whole_call_failure_fails_every_mailbox_with_operations(integration, permanent):
+    users = make_users(integration, 3)
+    onex = InMemoryAbsences()
+    sync.sync_mailboxes(
+        [u.pk for u in users], provider=busy_calendar(users, 2), writer=onex, now=NOW
+    )
+    calendar = busy_calendar(users, 2)
+    for user in users[1:]:
+        calendar.put(user.email, item(f"{user.email}-new", at(5, 9)))
+
+    class Down:
+        def apply(self, company_id, operations):
+            raise OneXError("refused", permanent=permanent, code="boom")
+
+    outcomes = sync.sync_mailboxes([u.pk for u in users], provider=calendar, writer=Down(), now=NOW)
+    assert outcomes[users[0].pk].status == "ok"  # nothing to send: nothing failed
+    assert {
+        (o.status, o.retry, o.permanent) for pk, o in outcomes.items() if pk != users[0].pk
+    } == {("failed", not permanent, permanent)}
+    assert Booking.objects.count() == 6  # only the first run's rows
+    assert not SyncedUser.objects.filter(sync_started_at__isnull=False).exists()
+
+
+def test_a_chunk_fills_one_x_batches_across_its_mailboxes(integration, onex_sandbox, company):
+    users = make_users(integration, 20)
+    onex_sandbox.put_company(
+        company.onex_id,
+        company.name,
+        subscriptions=[{"subscriptionId": u.subscription.onex_id, "email": u.email} for u in users],
+        reasons=[{"code": "MOTE", "label": {"sv": "Möte"}}],
+    )
+    onex_sandbox.clear_requests()
+    client = OneXClient(onex_sandbox.url, CLIENT_ID, CLIENT_SECRET)
+    try:
+        outcomes = sync.sync_mailboxes(
+            [u.pk for u in users], provider=busy_calendar(users, 10), writer=client, now=NOW
+        )
+    finally:
+        client.close()
+    assert {(o.status, o.written) for o in outcomes.values()} == {("ok", 10)}
+    batches = onex_sandbox.requests(path_contains="absences:batch")
+    assert len(batches) == 2  # 200 operations of 20 mailboxes: two full batches, not 20
+    assert len(onex_sandbox.absences(company.onex_id)) == 200
+
+
+def test_a_spent_rate_budget_says_so_and_retries_soon(integration):
+    """Operations our own One X budget held back (nothing was sent) are a passing failure with
+    a message that says what happened, not "refused"."""
+    users = make_users(integration, 2)
+
+    class OverBudget:
+        def apply(self, company_id, operations):
+            return [
+                OperationResult(op, ok=False, code=RATE_BUDGET_CODE, permanent=False)
+                for op in operations
+            ]
+
+    with translation.override("en"):
+        outcomes = sync.sync_mailboxes(
+            [u.pk for u in users], provider=calendar_for(users), writer=OverBudget(), now=NOW
+        )
+    assert {(o.status, o.retry) for o in outcomes.values()} == {("failed", True)}
+    assert {o.error for o in outcomes.values()} == {
+        "One X's request limit is used up for now; the sync runs again soon."
+    }

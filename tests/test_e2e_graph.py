@@ -22,6 +22,7 @@ from django.utils import timezone
 from calendarsync import tasks
 from calendarsync.models import Activity, Booking, Integration, MailboxSubscription, SyncedUser
 from calendarsync.sync import sync_mailbox
+from mss.celery import worker_queues
 from onex.models import Subscription
 from sandbox.m365 import signin
 from tests.m365_sandbox import body_requests, selected_fields, wait_for
@@ -130,7 +131,7 @@ def worker(transactional_db, https_live_server, m365, onex_sandbox, settings, tm
             "-l",
             "info",
             "-Q",
-            queue,
+            worker_queues(queue),
             "-n",
             f"{queue}@%h",
             "--concurrency",

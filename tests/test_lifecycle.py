@@ -30,7 +30,7 @@ def calendar(monkeypatch):
 @pytest.fixture
 def onex(monkeypatch):
     onex = InMemoryAbsences()
-    monkeypatch.setattr(sync, "default_writer", lambda: onex)
+    monkeypatch.setattr(sync, "default_writer", lambda lane=None: onex)
     return onex
 
 

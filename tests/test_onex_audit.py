@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone, translation
 
-from calendarsync import audit, planning, providers, reconcile, sync, tasks
+from calendarsync import audit, daily, planning, providers, reconcile, sync, tasks
 from calendarsync.actors import SYSTEM
 from calendarsync.items import ShowAs
 from calendarsync.models import Activity, Booking, Integration, SyncedUser
@@ -396,6 +396,38 @@ def test_a_refused_repair_is_counted_and_tried_again_later(
     assert Activity.objects.get(event="onex_audited").level == "warning"
 
 
+def test_a_new_day_is_new_work_and_the_audited_mailboxes_count_as_read_for_the_day(
+    memory_users, integration, onex_sandbox
+):
+    """At midnight the audit is the day's read: absences of the day that moved in (neither in
+    One X nor in a row) are written and counted as new, not drift; each mailbox it brought in
+    step counts as read (calendarsync/daily.py then leaves it out); a refused one does not."""
+    users, calendar = memory_users
+    SyncedUser.objects.update(last_synced_at=timezone.now() - timedelta(hours=20))
+    day_after = timezone.now().replace(microsecond=0) + timedelta(days=2)
+    for user in users[:3]:
+        calendar.put(user.email, item(f"{user.email}-new", day_after))
+    refused = users[3]
+    calendar.put(refused.email, item(f"{refused.email}-new", day_after))
+    onex_sandbox.put_subscription(
+        COMPANY,
+        refused.subscription.onex_id,
+        email=refused.email,
+        features={"absence": False, "diversion": False, "openDiversion": False},
+    )
+    before = timezone.now()
+    result = audit.audit_integration(integration, provider=calendar)
+
+    assert (result.counts.new, result.counts.drift, result.counts.failed) == (3, 0, 1)
+    read = set(SyncedUser.objects.filter(last_synced_at__gte=before).values_list("pk", flat=True))
+    assert read == {user.pk for user in users} - {refused.pk}
+    assert daily.leading_day_users(timezone.now()).filter(pk__in=read).count() == 0
+    with translation.override("en"):
+        message = Activity.objects.get(event="onex_audited").message
+    assert message.startswith("Daily check against One X: everything matched.")
+    assert "New absences written: 3." in message
+
+
 def test_the_tasks_run_each_syncing_integration_once(
     memory_users, integration, company, monkeypatch, django_capture_on_commit_callbacks
 ):
@@ -423,7 +455,7 @@ def test_the_command_audits_one_integration_by_code(memory_users, integration, m
     monkeypatch.setattr(providers, "provider_for", lambda integration: calendar)
     out = StringIO()
     call_command("audit_onex", "--integration", str(integration.code), stdout=out)
-    assert f"({integration.code}): done missing=0" in out.getvalue()
+    assert f"({integration.code}): done new=0 missing=0" in out.getvalue()
     assert "checked=25" in out.getvalue()
     with pytest.raises(Exception, match="no integration"):
         call_command("audit_onex", "--integration", "00000000-0000-0000-0000-000000000000")
@@ -445,5 +477,6 @@ def test_compare_is_pure_and_keeps_to_what_is_ours():
         ("PutAbsence", second.external_id),
         ("DeleteAbsence", ORPHAN_ID),
     ]
-    assert findings.drifts == [audit.Drift.STALE, audit.Drift.MISSING, audit.Drift.ORPHANED]
-    assert findings.wrong_rows == {first.external_id, second.external_id}
+    # The second has neither an entry nor a row: new work (the day that moved in), not drift.
+    assert findings.drifts == [audit.Drift.STALE, audit.Drift.NEW, audit.Drift.ORPHANED]
+    assert findings.wrong_rows == {first.external_id}

@@ -73,3 +73,19 @@ def test_it_rejects_an_unknown_environment_name():
     result = manage("check", MSS_ENV="staging")
     assert result.returncode != 0
     assert "MSS_ENV must be 'development' or 'production'" in result.stderr
+
+
+def _database_setting(database_url: str, **env) -> str:
+    code = (
+        "from django.conf import settings; d = settings.DATABASES['default']; "
+        "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])"
+    )
+    result = manage("shell", "-c", code, DATABASE_URL=database_url, **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_it_keeps_database_connections_open_on_postgresql_and_not_on_sqlite(tmp_path):
+    assert _database_setting("postgres://u@127.0.0.1:5432/mss") == "60 True"
+    assert _database_setting(f"sqlite:///{tmp_path / 'x.sqlite3'}") == "0 True"
+    assert _database_setting("postgres://u@127.0.0.1:5432/mss", DB_CONN_MAX_AGE="5") == "5 True"

@@ -200,7 +200,7 @@ def test_it_runs_the_task_with_the_registered_provider_and_writer(
 ):
     calendar.put(EMAIL, item("a", start=timezone.now() + timedelta(hours=1)))
     monkeypatch.setattr(providers, "provider_for", lambda integration: calendar)
-    monkeypatch.setattr(sync, "default_writer", lambda: onex)
+    monkeypatch.setattr(sync, "default_writer", lambda lane=None: onex)
     assert tasks.sync_mailbox.apply(args=(synced_user.pk,)).get() == "ok"
     assert len(in_onex(onex)) == 1
     assert tasks.sync_mailbox.apply(args=(0,)).get() == "gone"
@@ -368,6 +368,9 @@ def test_it_requests_a_run_for_every_mailbox_of_syncing_integrations(
     monkeypatch.setattr(
         tasks.sync_mailboxes, "apply_async", lambda args, countdown: enqueued.append(args)
     )
+    # Run by hand the next afternoon: every mailbox not read since midnight (daily.py).
+    next_afternoon = timezone.localtime().replace(hour=14) + timedelta(days=1)
+    monkeypatch.setattr(timezone, "now", lambda: next_afternoon)
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.reconcile_all_mailboxes.apply().get() == 1
     assert enqueued == [([synced_user.pk],)]

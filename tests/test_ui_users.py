@@ -32,7 +32,7 @@ def sync_core(monkeypatch):
     monkeypatch.setattr(
         tasks.ensure_subscriptions, "delay", lambda ids, *a: calls["subscribed"].extend(emails(ids))
     )
-    monkeypatch.setattr(sync, "default_writer", lambda: calls["onex"])
+    monkeypatch.setattr(sync, "default_writer", lambda lane=None: calls["onex"])
     return calls
 
 
@@ -164,7 +164,7 @@ def test_users_added_by_csv_import_get_change_notification_subscriptions(
 ):
     calendar = InMemoryCalendar(mailboxes={"bo@demo.se": [], "cia@demo.se": []})
     monkeypatch.setattr(providers, "provider_for", lambda integration: calendar)
-    monkeypatch.setattr(sync, "default_writer", InMemoryAbsences)
+    monkeypatch.setattr(sync, "default_writer", lambda lane=None: InMemoryAbsences())
     upload = SimpleUploadedFile("users.csv", b"bo@demo.se\ncia@demo.se\n", content_type="text/csv")
     with django_capture_on_commit_callbacks(execute=True):
         en_client.post(

@@ -138,6 +138,7 @@ def live(
     settings.PUBLIC_BASE_URL = https_live_server.url
     syncs = []
     monkeypatch.setattr(tasks, "request_sync", lambda pk, **kw: syncs.append(pk))
+    monkeypatch.setattr(tasks, "request_interactive", lambda ids, **kw: syncs.extend(sorted(ids)))
     monkeypatch.setattr(
         tasks, "request_syncs", lambda users, **kw: syncs.extend(users.values_list("pk", flat=True))
     )

@@ -3,6 +3,7 @@
 Set at start from environment variables, changed at runtime with POST /_sandbox/knobs.
 """
 
+import math
 import os
 import random
 import threading
@@ -22,7 +23,9 @@ class Knobs:
     outage_seconds: float = 0.0  # from the moment it is set, every API request fails
     outage_mode: str = "503"  # "503" answers 503; "drop" closes the connection unanswered
     token_lifetime: int = 3599  # seconds, the expires_in of new tokens
-    rate_limit: int = 0  # requests per minute per token; 0 = unlimited
+    # Requests per window per client id (all its tokens), as the contract says; 0 = unlimited.
+    rate_limit: int = 600
+    rate_window_seconds: float = 60.0  # a fixed window, aligned to the clock (tests shorten it)
     # Statuses for the next API requests, in order; 0 lets that request through untouched.
     fail_next: list = field(default_factory=list)
     seed: int | None = None  # makes the random shares reproducible
@@ -58,7 +61,7 @@ class Faults:
         self.knobs = knobs or Knobs()
         self.outage_until = 0.0
         self.random = random.Random(self.knobs.seed)
-        self.windows = {}  # token -> (minute, count)
+        self.windows = {}  # budget key (client id) -> (window number, requests in it)
         if self.knobs.outage_seconds:
             self.outage_until = time.monotonic() + self.knobs.outage_seconds
 
@@ -83,17 +86,20 @@ class Faults:
         if self.knobs.latency_ms:
             time.sleep(self.knobs.latency_ms / 1000)
 
-    def injected(self, token=None):
-        """None, or (status, headers, mode) for the failure this request gets."""
+    def injected(self, key=None):
+        """None, or (status, headers, mode) for the failure this request gets. `key`: whose
+        rate limit the request counts against (None: the token endpoint, not limited)."""
         with self.lock:
             knobs = self.knobs
             if time.monotonic() < self.outage_until:
-                return 503, {}, knobs.outage_mode
+                return 503, {}, knobs.outage_mode  # down: not even the limiter answers
+            if key and knobs.rate_limit:
+                self._count(key)  # every request that reaches the API counts, failed or not
             if knobs.fail_next:
                 status = knobs.fail_next.pop(0)
                 return (status, self._retry_after(status), "answer") if status else None
-            if token and knobs.rate_limit:
-                limited = self._rate_limited(token)
+            if key and knobs.rate_limit:
+                limited = self._rate_limited(key)
                 if limited:
                     return limited
             roll = self.random.random()
@@ -111,30 +117,40 @@ class Faults:
     def _retry_after(self, status):
         return {"Retry-After": str(self.knobs.retry_after)} if status == 429 else {}
 
-    def _rate_limited(self, token):
-        minute = int(time.time() // 60)
-        window, count = self.windows.get(token, (minute, 0))
-        if window != minute:
-            window, count = minute, 0
-        count += 1
-        self.windows[token] = (window, count)
-        reset = 60 - int(time.time() % 60)
-        if count > self.knobs.rate_limit:
-            headers = {
-                "Retry-After": str(reset),
-                "RateLimit-Limit": str(self.knobs.rate_limit),
-                "RateLimit-Remaining": "0",
-                "RateLimit-Reset": str(reset),
-            }
-            return 429, headers, "answer"
-        return None
+    def _window(self, now):
+        """(this window's number, whole seconds until it ends, rounded up: at the Reset the
+        next window has begun, never a moment before)."""
+        length = self.knobs.rate_window_seconds
+        number = math.floor(now / length)
+        return number, max(1, math.ceil((number + 1) * length - now))
 
-    def rate_headers(self, token):
-        if not self.knobs.rate_limit or not token:
-            return {}
-        _, count = self.windows.get(token, (0, 0))
+    def _count(self, key):
+        number, _ = self._window(time.time())
+        window, count = self.windows.get(key, (number, 0))
+        self.windows[key] = (number, count + 1 if window == number else 1)
+
+    def _rate_limited(self, key):
+        if self._used(key) <= self.knobs.rate_limit:
+            return None
+        headers = self._rate_headers(key)
+        return 429, {**headers, "Retry-After": headers["RateLimit-Reset"]}, "answer"
+
+    def _used(self, key):
+        number, _ = self._window(time.time())
+        window, count = self.windows.get(key, (number, 0))
+        return count if window == number else 0
+
+    def _rate_headers(self, key):
+        _, reset = self._window(time.time())
         return {
             "RateLimit-Limit": str(self.knobs.rate_limit),
-            "RateLimit-Remaining": str(max(0, self.knobs.rate_limit - count)),
-            "RateLimit-Reset": str(60 - int(time.time() % 60)),
+            "RateLimit-Remaining": str(max(0, self.knobs.rate_limit - self._used(key))),
+            "RateLimit-Reset": str(reset),
         }
+
+    def rate_headers(self, key):
+        """The RateLimit-* headers every answer to a request counted against `key` carries."""
+        if not self.knobs.rate_limit or not key:
+            return {}
+        with self.lock:
+            return self._rate_headers(key)

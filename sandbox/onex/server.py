@@ -63,6 +63,9 @@ class OneXSandbox:
         self.faults = Faults(knobs or Knobs.from_env())
         clients = clients or os.environ.get("ONEX_SANDBOX_CLIENTS", DEFAULT_CLIENTS)
         self.clients = dict(pair.split(":", 1) for pair in clients.split(",") if ":" in pair)
+        # Whose token is whose: the rate limit is the client id's, shared by all its tokens
+        # (not kept in the state file; a token from before a restart counts on its own).
+        self.token_clients = {}
         self.log = deque(maxlen=LOG_MAX)
         self.log_lock = threading.Lock()
         self.sequence = itertools.count(1)
@@ -176,8 +179,12 @@ class OneXHandler(BaseHTTPRequestHandler):
 
     def _api(self):
         token = self._bearer()
-        self.sandbox.faults.delay()
-        failure = self.sandbox.faults.injected(token)
+        key = self.sandbox.token_clients.get(token, token)  # None: the token endpoint
+        faults = self.sandbox.faults
+        faults.delay()
+        failure = faults.injected(key)
+        if failure is None or failure[2] == "answer":  # an outage answers without them
+            self.rate_headers = faults.rate_headers(key)
         if failure is not None:
             status, headers, mode = failure
             self.injected = True
@@ -197,7 +204,6 @@ class OneXHandler(BaseHTTPRequestHandler):
             self.sandbox.store.check_token(token)
         except Problem as problem:
             return self._send_problem(problem)
-        self.rate_headers = self.sandbox.faults.rate_headers(token)
         self._route(API_ROUTES)
 
     def _route(self, routes):
@@ -272,6 +278,7 @@ class OneXHandler(BaseHTTPRequestHandler):
             raise Problem(400, "unsupported_grant_type", "Only client_credentials is supported.")
         lifetime = self.sandbox.faults.knobs.token_lifetime
         token = self.sandbox.store.issue_token(lifetime)
+        self.sandbox.token_clients[token] = key
         self._send_json(
             200,
             {"access_token": token, "expires_in": lifetime, "token_type": "Bearer"},

@@ -1,9 +1,11 @@
 """A PostgreSQL database of each scenario's own, cloned from one migrated template.
 
-The template (`mss_faults_template`) is migrated once per test session and holds the periodic
-schedules (`manage.py install_schedules`); each scenario's `mss_faults_<n>` is a copy of it,
-dropped afterwards. This test process reaches the scenario's database through Django's default
-connection, pointed at it for the scenario (`ScenarioDatabase.attached`).
+The template (`<db>_faults_template`) is migrated once per test session and holds the periodic
+schedules (`manage.py install_schedules`); each scenario's `<db>_faults_<n>` is a copy of it,
+dropped afterwards. `<db>` is the session's own database name, so two runs on one server (a
+session's and CI's) never drop each other's. This test process reaches the scenario's
+database through Django's default connection, pointed at it for the scenario
+(`ScenarioDatabase.attached`).
 """
 
 import contextlib
@@ -18,7 +20,9 @@ from psycopg import sql
 
 from .processes import REPO
 
-TEMPLATE = "mss_faults_template"
+
+def faults_name(suffix: str) -> str:
+    return f"{settings.DATABASES['default']['NAME']}_faults_{suffix}"
 
 
 def server_settings() -> dict:
@@ -52,9 +56,10 @@ def _drop(cursor, name: str) -> None:
 def create_template() -> None:
     """Migrate a fresh template and install the beat schedules into it."""
     with _admin() as admin, admin.cursor() as cursor:
-        _drop(cursor, TEMPLATE)
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
-    env = {**os.environ, "DATABASE_URL": url_for(TEMPLATE), "PYTHONPATH": str(REPO)}
+        _drop(cursor, faults_name("template"))
+        template = faults_name("template")
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template)))
+    env = {**os.environ, "DATABASE_URL": url_for(template), "PYTHONPATH": str(REPO)}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     for command in (["migrate", "--noinput", "-v0"], ["install_schedules"]):
         subprocess.run(
@@ -68,12 +73,12 @@ def create_template() -> None:
 
 def drop_template() -> None:
     with _admin() as admin, admin.cursor() as cursor:
-        _drop(cursor, TEMPLATE)
+        _drop(cursor, faults_name("template"))
 
 
 class ScenarioDatabase:
     def __init__(self, number: int):
-        self.name = f"mss_faults_{number}"
+        self.name = faults_name(str(number))
         self.url = url_for(self.name)
 
     def create(self) -> "ScenarioDatabase":
@@ -81,7 +86,7 @@ class ScenarioDatabase:
             _drop(cursor, self.name)
             cursor.execute(
                 sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(self.name), sql.Identifier(TEMPLATE)
+                    sql.Identifier(self.name), sql.Identifier(faults_name("template"))
                 )
             )
         return self

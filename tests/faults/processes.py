@@ -18,6 +18,8 @@ from pathlib import Path
 
 import redis
 
+from mss.celery import worker_queues
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -224,8 +226,12 @@ def _http_ready(port):
     return ready
 
 
-def worker_service(name: str, env: dict, log_dir: Path) -> Service:
-    # The Makefile's worker (make run), named so that two of them can share the broker.
+def worker_service(
+    name: str, env: dict, log_dir: Path, *, queues: str = "", concurrency: int = 2
+) -> Service:
+    # The Makefile's worker (make run), named so that two of them can share the broker; one
+    # worker consumes both queues unless told (production runs a dedicated interactive worker).
+    queues = queues or worker_queues(env.get("CELERY_TASK_DEFAULT_QUEUE", "celery"))
     argv = [
         str(BIN / "celery"),
         "-A",
@@ -233,8 +239,10 @@ def worker_service(name: str, env: dict, log_dir: Path) -> Service:
         "worker",
         "-l",
         "info",
+        "-Q",
+        queues,
         "--concurrency",
-        "2",
+        str(concurrency),
         "-n",
         f"{name}@%h",
     ]

@@ -402,7 +402,8 @@ class Stack:
         claimed = users.filter(sync_started_at__isnull=False).count()
         broker = redis.Redis(port=self.redis_port, socket_timeout=2)
         try:
-            queued, unacked = broker.llen("celery"), broker.zcard("unacked_index")
+            queued = broker.llen("celery") + broker.llen("interactive")
+            unacked = broker.zcard("unacked_index")
         except redis.RedisError:
             queued = unacked = "?"
         restarts = ",".join(f"{k}:{v}" for k, v in self.supervisor.restarts.items()) or "0"

@@ -1,9 +1,10 @@
 from celery.schedules import crontab
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.db.models import Q
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from mss.schedules import PERIODIC_TASKS, RETIRED_TASKS
+from mss.schedules import PERIODIC_TASKS, RETIRED_ENTRIES, RETIRED_TASKS
 
 
 def _schedule_kwargs(schedule):
@@ -23,7 +24,9 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options):
-        retired, _ = PeriodicTask.objects.filter(task__in=RETIRED_TASKS).delete()
+        retired, _ = PeriodicTask.objects.filter(
+            Q(task__in=RETIRED_TASKS) | Q(name__in=RETIRED_ENTRIES)
+        ).delete()
         if retired:
             self.stdout.write(f"Removed {retired} entries of tasks that no longer exist")
         for name, spec in PERIODIC_TASKS.items():

@@ -2,7 +2,7 @@
 
 A push subscription lives while Exchange can deliver to us: it sends the mailbox's events and a
 status event every EWS_STATUS_FREQUENCY minutes. We count it lost when nothing arrived for
-half a period more than that (`expires_at`), and then (the per-minute sweeper asks) subscribe
+LATE_STATUS_GRACE more than that (`expires_at`), and then (the per-minute sweeper asks) subscribe
 again from the last watermark, so the events of the gap are delivered after all; a
 watermark Exchange no longer knows means a new subscription and a full resync of the window.
 Exchange has no Unsubscribe for push: a subscription ends when we answer its next
@@ -41,11 +41,16 @@ SUBSCRIBING = "ews-subscribing:"  # cache key prefix: a subscription made, not y
 SUBSCRIBING_SECONDS = 300
 
 
+# A status event this late is one Exchange no longer sends (it keeps to its period within
+# seconds). Resubscribing from the watermark when one was only late costs one request and
+# loses nothing; waiting longer delays every change made while our endpoint was down.
+LATE_STATUS_GRACE = timedelta(seconds=20)
+
+
 def lost_after() -> timedelta:
     """How long without any notification (not even a status event) a subscription counts as
-    lost: a status event half a period late is one Exchange no longer sends. Resubscribing
-    from the watermark when it was only late costs one request and loses nothing."""
-    return timedelta(minutes=1.5 * settings.EWS_STATUS_FREQUENCY)
+    lost."""
+    return timedelta(minutes=settings.EWS_STATUS_FREQUENCY) + LATE_STATUS_GRACE
 
 
 @register("ews")

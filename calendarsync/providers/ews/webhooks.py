@@ -12,7 +12,6 @@ alive.
 import logging
 
 from django.core.cache import cache
-from django.db.models import F
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -69,18 +68,20 @@ def _record(service: SendNotification, notifications) -> HttpResponse:
             return HttpResponse(status=503)  # just made, not yet recorded: Exchange retries
         logger.info("EWS notification of %d unknown subscription(s)", len(notifications))
         return _answer(service.unsubscribe_payload())
-    notices, now = [], timezone.now()
+    notices, now, kept = [], timezone.now(), {}
     for notification in notifications:
         subscription = held.get(notification.subscription_id)
         if subscription is None:
             continue
         events = list(notification.events or ())
         watermarks = [event.watermark for event in events if event.watermark]
-        MailboxSubscription.objects.filter(pk=subscription.pk).update(
-            watermark=watermarks[-1] if watermarks else F("watermark"),
-            expires_at=now + lost_after(),
-        )
+        if watermarks:
+            subscription.watermark = watermarks[-1]
+        subscription.expires_at = now + lost_after()
+        kept[subscription.pk] = subscription
         if any(not isinstance(event, StatusEvent) for event in events):
             notices.append(Notice(subscription.pk, subscription.synced_user_id, NoticeKind.CHANGED))
+    # One UPDATE for the whole POST's watermarks and expiries.
+    MailboxSubscription.objects.bulk_update(kept.values(), ["watermark", "expires_at"])
     tasks.act_on_notices(notices)
     return _answer(service.ok_payload())

@@ -57,6 +57,9 @@ class GraphProvider:
     """Exchange Online for one integration (the core's CalendarProvider)."""
 
     bulk_size = BATCH_LIMIT  # one $batch
+    # What a subscription or renewal asks for, and gets (Outlook events allow 4,230 minutes):
+    # subscriptions.quiet_users reads a renewal's time off the expiry it set.
+    subscription_lifetime = timedelta(minutes=SUBSCRIPTION_MINUTES)
 
     def __init__(self, tenant_id: str, *, parallel_batches: int = 8, client=None):
         self.tenant_id = tenant_id
