@@ -33,10 +33,11 @@ from kombu.transport import redis as kombu_redis
 
 from calendarsync import claims, reconcile, sync, tasks
 from calendarsync.models import Activity, Booking, Integration, MailboxSubscription, SyncedUser
+from calendarsync.providers.ews import provider as ews_provider
 from calendarsync.providers.graph.provider import SUBSCRIPTION_MINUTES
 from calendarsync.providers.memory import InMemoryCalendar
 from mss import kombu_restore
-from mss.celery import app
+from mss.celery import app, worker_queues
 from mss.schedules import PERIODIC_TASKS
 from onex.models import Subscription
 from onex.operations import InMemoryAbsences
@@ -556,6 +557,40 @@ def test_ews_gets_503_while_the_product_cannot_record_and_ok_on_its_redelivery(
     assert requested(ews_subscription) and len(callbacks) == 1
 
 
+def test_a_resumed_subscription_delivering_before_it_is_recorded_is_taken_at_once(
+    client, ews_subscription, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Resumed from our watermark, Exchange delivers the backlog at once, even before it
+    answers the Subscribe with the new id: that notification (previous watermark = ours) is
+    taken at once, its mailbox requested, never answered Unsubscribe."""
+    cache.delete(ews_provider.RESUMING + "wm0")
+    answer = client.post(EWS_NOTIFY, ews_body("ews-sub-new"), content_type="text/xml")
+    assert answer.status_code == 200 and b"Unsubscribe" in answer.content  # unknown: ended
+
+    seen = []
+
+    class Calendar:
+        def subscribe_to_push(self, **kwargs):
+            # Exchange's first delivery arrives while we still wait for its answer.
+            with django_capture_on_commit_callbacks() as callbacks:
+                body = ews_body("ews-sub-new")
+                seen.append(client.post(EWS_NOTIFY, body, content_type="text/xml"))
+            seen.append(len(callbacks))
+            return "ews-sub-new", "wm1"
+
+    monkeypatch.setattr(
+        ews_provider.client, "account", lambda *a: SimpleNamespace(calendar=Calendar())
+    )
+    provider = ews_provider.EwsProvider(ews_subscription.synced_user.integration)
+    subscribed = provider.subscribe("kalle@kommun.example.se", watermark="wm0")
+    assert subscribed.id == "ews-sub-new"
+    answer, enqueued = seen
+    assert answer.status_code == 200 and b">OK<" in answer.content and enqueued == 1
+    assert requested(ews_subscription)
+    ews_subscription.refresh_from_db()
+    assert ews_subscription.provider_subscription_id == "ews-sub-new"
+
+
 # ----- a quiet mailbox gets its subscription checked
 
 
@@ -788,8 +823,8 @@ def fault_stack(company, m365, onex_sandbox, settings, tmp_path, monkeypatch, tr
     log = open(log_path, "w")  # noqa: SIM115 - closed below
     celery = str(Path(sys.executable).with_name("celery"))
     worker = subprocess.Popen(
-        [celery, "-A", "mss", "worker", "-l", "info", "-Q", queue, "-n", f"{queue}@%h",
-         "--concurrency", "2"],
+        [celery, "-A", "mss", "worker", "-l", "info", "-Q", worker_queues(queue),
+         "-n", f"{queue}@%h", "--concurrency", "2"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     saved = {

@@ -38,6 +38,7 @@ from .mapping import ADDIN_FIELD, items_from_ews, register_addin_property, view_
 logger = logging.getLogger(__name__)
 
 SUBSCRIBING = "ews-subscribing:"  # cache key prefix: a subscription made, not yet recorded
+RESUMING = "ews-resuming:"  # cache key prefix: a watermark being subscribed again from
 SUBSCRIBING_SECONDS = 300
 
 
@@ -145,6 +146,10 @@ class EwsProvider:
         return connection_test.run(self.integration, mailbox)
 
     def subscribe(self, mailbox: str, watermark: str | None = None) -> Subscribed:
+        if watermark:
+            # Resumed, Exchange delivers the backlog at once, even before it answers us with
+            # the new id; its first notification names our watermark as its previous one.
+            cache.set(RESUMING + watermark, True, SUBSCRIBING_SECONDS)
         try:
             # Subscribing needs the fetched folder (its id); reads do not (client.calendar).
             calendar = client.account(self.integration, mailbox).calendar

@@ -4,9 +4,10 @@ Served at /MSS/services/EWSNotificationService (the seed's firewall table). A no
 proves itself by naming a subscription we hold; it is answered at once: OK, with its
 watermark kept and its mailbox marked dirty (the sync runs later in a worker), or Unsubscribe
 for a subscription we no longer hold, which is how a push subscription ends (one made a moment
-ago and not yet recorded gets a 503: Exchange retries it). A notification the product cannot
-record (database or broker away) gets a 503 too. Status events only keep the subscription
-alive.
+ago and not yet recorded gets a 503: Exchange retries it; one resumed from our watermark and
+delivering before Exchange answered us is known by that watermark and taken at once). A
+notification the product cannot record (database or broker away) gets a 503 too. Status events
+only keep the subscription alive.
 """
 
 import logging
@@ -23,7 +24,7 @@ from calendarsync import tasks
 from calendarsync.models import Integration, MailboxSubscription
 
 from ..base import Notice, NoticeKind
-from .provider import SUBSCRIBING, lost_after
+from .provider import RESUMING, SUBSCRIBING, lost_after
 
 logger = logging.getLogger(__name__)
 
@@ -54,17 +55,35 @@ def receive(request) -> HttpResponse:
         return HttpResponse(status=503)
 
 
+def _adopt_resumed(notifications) -> None:
+    """A subscription resumed from our watermark delivers its backlog at once, even before
+    Exchange answered us with its id: its first notification names that watermark as the
+    previous one. Its row takes the new id now (the resume records the same id when Exchange
+    answers), so the backlog is taken at once instead of after Exchange's retries."""
+    for notification in notifications:
+        previous = notification.previous_watermark
+        if previous and cache.get(RESUMING + previous):
+            MailboxSubscription.objects.filter(
+                watermark=previous, synced_user__integration__kind=Integration.Kind.EWS
+            ).update(provider_subscription_id=notification.subscription_id)
+
+
 def _record(service: SendNotification, notifications) -> HttpResponse:
-    held = {
-        sub.provider_subscription_id: sub
-        for sub in MailboxSubscription.objects.filter(
-            provider_subscription_id__in=[n.subscription_id for n in notifications],
-            synced_user__integration__kind=Integration.Kind.EWS,
-        ).select_related("synced_user")
-    }
+    def held_subscriptions():
+        return {
+            sub.provider_subscription_id: sub
+            for sub in MailboxSubscription.objects.filter(
+                provider_subscription_id__in=[n.subscription_id for n in notifications],
+                synced_user__integration__kind=Integration.Kind.EWS,
+            ).select_related("synced_user")
+        }
+
+    held = held_subscriptions()
     if not held:
-        ids = [n.subscription_id for n in notifications]
-        if any(cache.get(SUBSCRIBING + str(i)) for i in ids):
+        _adopt_resumed(notifications)
+        held = held_subscriptions()
+    if not held:
+        if any(cache.get(SUBSCRIBING + str(n.subscription_id)) for n in notifications):
             return HttpResponse(status=503)  # just made, not yet recorded: Exchange retries
         logger.info("EWS notification of %d unknown subscription(s)", len(notifications))
         return _answer(service.unsubscribe_payload())
