@@ -48,15 +48,7 @@ def release(synced_user: SyncedUser, claimed_at: datetime) -> None:
     """Free our own claim (a run that took over an abandoned one keeps its own). A database
     that cut the connection gets one more try on a new one; if that fails too, the lease runs
     out and the sweeper requests the mailbox again."""
-    mine = SyncedUser.objects.filter(pk=synced_user.pk, sync_started_at=claimed_at)
-    try:
-        mine.update(sync_started_at=None, sync_renewed_at=None)
-    except DatabaseError:
-        drop_broken_connection()
-        try:
-            mine.update(sync_started_at=None, sync_renewed_at=None)
-        except DatabaseError:
-            logger.warning("Could not release synced user %s; its lease runs out", synced_user.pk)
+    release_many([synced_user.pk], claimed_at)
 
 
 def claim_many(users, now: datetime) -> set[int]:
@@ -75,7 +67,7 @@ def claim_many(users, now: datetime) -> set[int]:
 
 
 def release_many(synced_user_ids, claimed_at: datetime) -> None:
-    """release for a chunk, in one UPDATE (tried twice, as release)."""
+    """release for a chunk, in one UPDATE (tried twice)."""
     ids = list(synced_user_ids)
     if not ids:
         return

@@ -513,37 +513,9 @@ class Activity(models.Model):
         return activity_messages.render(self.message_id, self.params)
 
     @classmethod
-    def record(
-        cls,
-        integration,
-        event: str,
-        *,
-        actor: actors.Actor,
-        message_id: str | None = None,
-        params: dict | None = None,
-        level=Level.INFO,
-        synced_user=None,
-        subject: str = "",
-        subject_label: str = "",
-        changes: list | None = None,
-        company_id=None,
-    ):
-        """One log entry about `integration` (or, with integration None, about the company:
-        an integration that is gone). `message_id` (default: the event) names a text in
-        activity_messages; `params` fill its placeholders."""
-        entry = cls.entry(
-            integration,
-            event,
-            actor=actor,
-            message_id=message_id,
-            params=params,
-            level=level,
-            synced_user=synced_user,
-            subject=subject,
-            subject_label=subject_label,
-            changes=changes,
-            company_id=company_id,
-        )
+    def record(cls, integration, event: str, **fields):
+        """One log entry about `integration`, saved: `entry`'s row (its arguments)."""
+        entry = cls.entry(integration, event, **fields)
         entry.save(force_insert=True)
         return entry
 
@@ -563,7 +535,10 @@ class Activity(models.Model):
         changes: list | None = None,
         company_id=None,
     ):
-        """The entry `record` saves, unsaved: many of them go in with one bulk_create."""
+        """One log entry about `integration` (or, with integration None, about the company:
+        an integration that is gone), unsaved: `record` saves one, a chunk bulk_creates many.
+        `message_id` (default: the event) names a text in activity_messages; `params` fill its
+        placeholders."""
         message_id = message_id or event
         if synced_user is not None and not subject:
             subject = cls.Subject.USER
