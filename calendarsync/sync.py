@@ -356,9 +356,12 @@ def _record_settled(settled, now) -> dict[int, SyncOutcome]:
 
 def _record_one(synced_user, settlement, now) -> SyncOutcome:
     try:
-        with transaction.atomic():
+        with transaction.atomic():  # all of it or none: the next diff sees one consistent state
             reconcile.record(synced_user, settlement, now)
     except DatabaseError:
+        # One X took the operations but their rows were not saved: passing, not permanent. The
+        # next run finds the old rows and sends the same puts and deletes again, which One X
+        # takes as they are (keyed by the entry's id; deleting a deleted entry is a 404 we want).
         logger.warning("Synced user %s: One X's answer not recorded", synced_user.pk, exc_info=True)
         claims.drop_broken_connection()
         return _not_saved()
@@ -469,18 +472,7 @@ def _push(synced_user, integration, items, writer, now) -> SyncOutcome:
     except Exception as exc:  # the whole call failed: nothing was accepted
         permanent = bool(getattr(exc, "permanent", False))
         return SyncOutcome(Status.FAILED, permanent=permanent, error=_onex_message(exc))
-    settlement = reconcile.settle(plan, results)
-    try:
-        with transaction.atomic():  # all of it or none: the next diff sees one consistent state
-            reconcile.record(synced_user, settlement, now)
-    except DatabaseError:
-        # One X took the operations but their rows were not saved: passing, not permanent. The
-        # next run finds the old rows and sends the same puts and deletes again, which One X
-        # takes as they are (keyed by the entry's id; deleting a deleted entry is a 404 we want).
-        logger.warning("Synced user %s: One X's answer not recorded", synced_user.pk, exc_info=True)
-        claims.drop_broken_connection()
-        return _not_saved()
-    return _settled_outcome(settlement)
+    return _record_one(synced_user, reconcile.settle(plan, results), now)
 
 
 def _settled_outcome(settlement: reconcile.Settlement) -> SyncOutcome:
