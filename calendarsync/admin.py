@@ -1,12 +1,24 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import activity_changes, activity_display, actors, lifecycle, outbound, tasks
+from . import activity_changes, activity_display, actors, attention, lifecycle, outbound, tasks
 from .crypto import mask
-from .models import Activity, Booking, Integration, MailboxSubscription, SyncedUser, SyncRule
+from .models import (
+    Activity,
+    Booking,
+    Integration,
+    IntegrationNeedingAttention,
+    MailboxSubscription,
+    SyncedUser,
+    SyncRule,
+)
 
 SYNC_STATE_FIELDS = ["sync_requested_at", "sync_started_at", "last_synced_at", "last_error"]
 # What support changes in an integration that its admins see in the activity log (Aktiv is a
@@ -106,6 +118,75 @@ class IntegrationAdmin(admin.ModelAdmin):
         response = super().response_delete(request, obj_display, obj_id)
         messages.info(request, gettext("The removal runs in the background."))
         return response
+
+
+@admin.register(IntegrationNeedingAttention)
+class IntegrationNeedingAttentionAdmin(admin.ModelAdmin):
+    """Drift: read only, for whoever may see integrations; each row leads to the integration."""
+
+    list_display = [
+        "integration",
+        "company",
+        "kind",
+        "status",
+        "attention",
+        "mailboxes_failing",
+        "mailboxes_overdue",
+        "subscriptions_failed",
+        "subscriptions_expired",
+    ]
+    list_filter = ["kind", "status"]
+    search_fields = ["name", "company__name", "code"]
+    list_select_related = ["company"]
+    list_display_links = None
+    # Its read-only page names the integration only: no secret is ever shown.
+    fields = ["name", "company", "kind", "status", "attention", "last_error"]
+
+    def get_queryset(self, request):
+        return attention.integrations_needing_attention(timezone.now()).select_related("company")
+
+    def get_object(self, request, object_id, from_field=None):
+        # Linked pages stay valid after the integration is well again.
+        try:
+            return self.model._default_manager.filter(pk=object_id).first()
+        except (ValueError, ValidationError):
+            return None
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("calendarsync.view_integration")
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("integration"), ordering="name")
+    def integration(self, obj):
+        url = reverse("admin:calendarsync_integration_change", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, obj.name)
+
+    @admin.display(description=_("mailboxes failing"), ordering="mailboxes_failing")
+    def mailboxes_failing(self, obj):
+        return obj.mailboxes_failing
+
+    @admin.display(description=_("not read for 25 hours"), ordering="mailboxes_overdue")
+    def mailboxes_overdue(self, obj):
+        return obj.mailboxes_overdue
+
+    @admin.display(description=_("subscriptions failed"), ordering="subscriptions_failed")
+    def subscriptions_failed(self, obj):
+        return obj.subscriptions_failed
+
+    @admin.display(description=_("subscriptions expired"), ordering="subscriptions_expired")
+    def subscriptions_expired(self, obj):
+        return obj.subscriptions_expired
 
 
 @admin.register(SyncRule)

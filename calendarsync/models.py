@@ -558,3 +558,13 @@ class Activity(models.Model):
             subject_label=subject_label[:300],
             changes=changes or [],
         )
+
+
+class IntegrationNeedingAttention(Integration):
+    """Django admin's operations page (Drift): the integrations that need someone, across
+    companies (calendarsync/attention.py). No table of its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("integration needing attention")
+        verbose_name_plural = _("Operations: integrations needing attention")

@@ -37,7 +37,7 @@ from onex.budget import Lane
 from onex.client import RATE_BUDGET_CODE, get_client
 from onex.operations import AbsenceWriter
 
-from . import actors, claims, planning, providers, reconcile
+from . import actors, claims, metrics, planning, providers, reconcile
 from .models import Activity, Integration, SyncedUser
 from .providers.base import AccessLost, CalendarProvider, ProviderError
 
@@ -174,6 +174,7 @@ def take_trailing(synced_user_ids, claimed_at: datetime, due: datetime) -> list[
     )
 
 
+@metrics.timed_sync("change")
 def sync_mailbox(
     synced_user: SyncedUser,
     *,
@@ -200,6 +201,7 @@ def sync_mailbox(
         )
 
 
+@metrics.timed_sync("chunk")
 def sync_mailboxes(
     synced_user_ids,
     *,

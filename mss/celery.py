@@ -3,6 +3,7 @@ import os
 from celery import Celery
 
 from . import kombu_restore
+from .metrics import worker as metrics_worker
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mss.settings")
 
@@ -13,6 +14,8 @@ kombu_restore.install()
 app = Celery("mss")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Counted across the prefork pool; served on MSS_WORKER_METRICS_PORT when set.
+metrics_worker.connect()
 
 # A person's change (a notification, an add-in choice) runs on a queue of its own, so a bulk
 # resync queued ahead never delays it; production runs a worker that consumes only it.

@@ -69,13 +69,20 @@ INSTALLED_APPS = [
     "mozilla_django_oidc",
     "template_partials",
     "django_celery_beat",
+    "django_prometheus",
     "onex",
     "calendarsync",
     "mss",
 ]
 
 MIDDLEWARE = [
+    # Request metrics (django-prometheus): its "before" middleware first, "after" last.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # /healthz and /readyz, before the host check and the https redirect (mss/health.py)
+    "mss.health.probes",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app server when the proxy does not serve them (collectstatic first)
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -87,7 +94,10 @@ MIDDLEWARE = [
     "mss.middleware.security_headers",
     "mss.middleware.idle_timeout",
     "django_htmx.middleware.HtmxMiddleware",
-    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
+    # Last but django-prometheus's "after" middleware, which only watches the view's answer,
+    # so the lock-out answer still passes through every other middleware, as django-axes asks.
+    "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 # Company admins sign in with Telenor ID (onex.telenorid); the password form is for Telenor
@@ -194,6 +204,14 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(VAR_DIR / "static"))
+if not PRODUCTION:
+    Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # whitenoise warns of a missing one
+else:
+    # Hashed names, compressed copies, cached for a year by browsers and the proxy (whitenoise).
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
 
 # Celery: JSON only, bounded tasks. The embedded default is kombu's file-system broker under
 # var/, so a laptop needs no Redis; CELERY_BROKER_URL=redis://… switches to Redis.
@@ -359,6 +377,14 @@ TELENOR_ID_POST_LOGOUT_URL = PUBLIC_BASE_URL.rstrip("/") + "/"
 LOCAL_LOGIN_USERNAMES = env.list(
     "LOCAL_LOGIN_USERNAMES", default=[] if PRODUCTION else ["anna.andersson@demo.se"]
 )
+
+# Prometheus metrics at /metrics (mss/metrics/). In production only with this bearer token,
+# and switched off (404) while it is empty. A Celery worker's main process serves its pool's
+# metrics on MSS_WORKER_METRICS_PORT when set (0: not). PROMETHEUS_MULTIPROC_DIR is read by
+# prometheus_client itself (see the README).
+METRICS_TOKEN = env.str("MSS_METRICS_TOKEN", default="")
+MSS_WORKER_METRICS_PORT = env.int("MSS_WORKER_METRICS_PORT", default=0)
+MSS_WORKER_METRICS_ADDR = env.str("MSS_WORKER_METRICS_ADDR", default="0.0.0.0")
 
 LOGGING = {
     "version": 1,

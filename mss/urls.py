@@ -5,11 +5,14 @@ from django.views.generic import RedirectView
 from mozilla_django_oidc.views import OIDCAuthenticationRequestView, OIDCLogoutView
 
 from calendarsync.providers.ews import webhooks as ews_webhooks
+from mss.metrics import views as metrics_views
 from onex.local_login import LocalLoginForm
 from onex.telenorid import CallbackView
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="calendarsync:overview"), name="home"),
+    # Prometheus scrapes here (bearer token in production: mss/metrics/views.py).
+    path("metrics", metrics_views.metrics, name="metrics"),
     path("login/", auth_views.LoginView.as_view(form_class=LocalLoginForm), name="login"),
     # Sign-out ends the Telenor ID session too (onex.telenorid.logout_url); POST only.
     path("logout/", OIDCLogoutView.as_view(), name="logout"),

@@ -94,6 +94,17 @@ class RateBudget:
             -1 if retry_after is None else int(retry_after * 1000),
         )
 
+    def units_left(self) -> dict[Lane, int]:
+        """The units each lane could take now, without taking any (for monitoring)."""
+        used, interactive, paused = self._usage()
+        if paused:
+            return dict.fromkeys(Lane, 0)
+        reserve = min(self.reserve_max, self.reserve_min + interactive)
+        return {
+            Lane.INTERACTIVE: max(0, self.limit - used),
+            Lane.BULK: max(0, self.limit - reserve - used),
+        }
+
 
 def _header_int(headers, name):
     try:
@@ -157,6 +168,20 @@ return missing
 """
 
 
+# KEYS as ACQUIRE's; ARGV: window ms. Read-only: {units in use, interactive ones, paused 0/1}.
+USAGE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local since = '(' .. (now - tonumber(ARGV[1]))
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+return {
+  redis.call('ZCOUNT', KEYS[1], since, '+inf'),
+  redis.call('ZCOUNT', KEYS[4], since, '+inf'),
+  paused > now and 1 or 0,
+}
+"""
+
+
 class RedisBudget(RateBudget):
     """The log in Redis, shared by every process that uses the same Redis and key."""
 
@@ -166,6 +191,7 @@ class RedisBudget(RateBudget):
         self.keys = [f"{key}:log", f"{key}:pause", f"{key}:seq", f"{key}:interactive"]
         self._acquire = connection.register_script(ACQUIRE)
         self._correct_script = connection.register_script(CORRECT)
+        self._usage_script = connection.register_script(USAGE)
         self._fallback = LocalBudget(limit, **options)  # while Redis cannot be reached
 
     def _take(self, lane):
@@ -184,6 +210,11 @@ class RedisBudget(RateBudget):
         except redis.RedisError as error:
             logger.warning("One X rate budget: Redis unavailable (%s); this process only", error)
             self._fallback._correct(remaining, reset_ms, retry_ms)
+
+    def _usage(self):
+        # A Redis error is raised: another process's view of the budget cannot stand in.
+        used, interactive, paused = self._usage_script(keys=self.keys, args=[self.window_ms])
+        return int(used), int(interactive), bool(paused)
 
     def clear(self):
         self.connection.delete(*self.keys)
@@ -237,6 +268,12 @@ class LocalBudget(RateBudget):
             expires = now + min(reset_ms, self.window_ms) - self.window_ms
             for _ in range(self.limit - remaining - len(self._sent)):
                 bisect.insort(self._sent, expires)
+
+    def _usage(self):
+        with self._lock:
+            now = self._now_ms()
+            self._expire(now)
+            return len(self._sent), len(self._interactive), self._paused_until > now
 
     def clear(self):
         with self._lock:

@@ -24,6 +24,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from . import metrics
 from .budget import Lane, OverBudget, RateBudget, budget_for
 from .operations import AbsenceEntry, DeleteAbsence, Operation, OperationResult, PutAbsence
 
@@ -186,6 +187,8 @@ class OneXClient:
                 failure, wait = OneXError(str(error), permanent=False, code="connection"), None
             else:
                 wait = _retry_after_seconds(response)
+                if response.status_code == 429:
+                    metrics.THROTTLED.inc()
                 if budgeted and self.budget is not None:
                     # A 429 is the token's: its Retry-After holds back every worker.
                     pause = wait if response.status_code == 429 else None
@@ -240,6 +243,10 @@ class OneXClient:
                 lifetime = float(payload.get("expires_in", 3600))
                 tokens.renew_at = time.monotonic() + lifetime * TOKEN_REUSE_SHARE
             return tokens.value
+
+    def fetch_token(self) -> None:
+        """Ask for a new access token (the readiness probe: One X reachable, we are let in)."""
+        self._token_value(renew=True)
 
     def _call(self, method, path, *, params=None, json=None, ok=(200, 201, 204)):
         """An authenticated API call; returns the response for a status in `ok`."""
@@ -367,14 +374,16 @@ class OneXClient:
         """Apply each operation on its own: one call for one, batches of 100 for several."""
         operations = list(operations)
         if len(operations) == 1:
-            return [self._apply_one(company_id, operations[0])]
-        results = []
-        for offset in range(0, len(operations), BATCH_MAX):
-            chunk = operations[offset : offset + BATCH_MAX]
-            try:
-                results.extend(self.batch(company_id, chunk))
-            except OneXError as error:
-                results.extend(_failed(op, error) for op in chunk)
+            results = [self._apply_one(company_id, operations[0])]
+        else:
+            results = []
+            for offset in range(0, len(operations), BATCH_MAX):
+                chunk = operations[offset : offset + BATCH_MAX]
+                try:
+                    results.extend(self.batch(company_id, chunk))
+                except OneXError as error:
+                    results.extend(_failed(op, error) for op in chunk)
+        metrics.count_results(results, RATE_BUDGET_CODE)
         return results
 
     def _apply_one(self, company_id, operation):

@@ -70,11 +70,14 @@ def test_production_responses_carry_every_security_header(tmp_path):
         """
         import django
         django.setup()
+        from django.core.management import call_command
         from django.test import Client
+        call_command("collectstatic", "--noinput", verbosity=0)  # as a deploy does first
         response = Client(HTTP_HOST="mss.example.se").get("/login/", secure=True)
         for name in ("Content-Security-Policy", "Permissions-Policy", "X-Frame-Options",
                      "X-Content-Type-Options", "Referrer-Policy", "Strict-Transport-Security"):
             print(name, "=", response.get(name, "MISSING"))
+        print("STYLE", response.content.decode().split('rel="stylesheet" href="', 1)[1][:20])
         """
     )
     from cryptography.fernet import Fernet
@@ -99,3 +102,4 @@ def test_production_responses_carry_every_security_header(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "MISSING" not in result.stdout, result.stdout
     assert "X-Frame-Options = DENY" in result.stdout
+    assert "STYLE /static/css/mss." in result.stdout  # the hashed name whitenoise serves

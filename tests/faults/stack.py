@@ -194,32 +194,7 @@ class Stack:
     def _point_this_process(self):
         """This process enqueues (a settings change, Aktiv off) to the scenario's Redis and
         shares its cache, as the web process does."""
-        from mss.celery import app
-
-        keys = ("broker_url", "task_default_queue", "broker_transport_options", "task_always_eager")
-        saved = {key: app.conf[key] for key in keys}
-        # Celery reads the broker from CELERY_BROKER_URL before its configuration.
-        saved_environ = os.environ.get("CELERY_BROKER_URL")
-        os.environ["CELERY_BROKER_URL"] = self.broker_url
-        app.conf.update(
-            broker_url=self.broker_url,
-            task_default_queue="celery",
-            broker_transport_options={},
-            task_always_eager=False,
-        )
-        _reset_celery_connections(app)
-        assert app.connection_for_write().as_uri().endswith(f":{self.redis_port}/0")
-
-        def restore():
-            if saved_environ is None:
-                os.environ.pop("CELERY_BROKER_URL", None)
-            else:
-                os.environ["CELERY_BROKER_URL"] = saved_environ
-            app.conf.update(saved)
-            _reset_celery_connections(app)
-
-        self._exit.callback(restore)
-        self.settings.CACHES = {"default": environ.Env.cache_url_config(self.cache_url)}
+        self._exit.callback(point_this_process(self.settings, self.broker_url, self.cache_url))
 
     def _point_at_ews(self):
         # Exchange pushes to the web process itself (http, as customers' Exchange servers are
@@ -422,6 +397,36 @@ class Stack:
     def onex_failures(self) -> int:
         """How many One X API requests the sandbox's knobs failed."""
         return sum(1 for request in self.onex.requests() if request.get("injected"))
+
+
+def point_this_process(settings, broker_url: str, cache_url: str):
+    """This test process's Celery and cache on a stack's Redis; returns the undo."""
+    from mss.celery import app
+
+    keys = ("broker_url", "task_default_queue", "broker_transport_options", "task_always_eager")
+    saved = {key: app.conf[key] for key in keys}
+    # Celery reads the broker from CELERY_BROKER_URL before its configuration.
+    saved_environ = os.environ.get("CELERY_BROKER_URL")
+    os.environ["CELERY_BROKER_URL"] = broker_url
+    app.conf.update(
+        broker_url=broker_url,
+        task_default_queue="celery",
+        broker_transport_options={},
+        task_always_eager=False,
+    )
+    _reset_celery_connections(app)
+    assert app.connection_for_write().as_uri().endswith(broker_url.rsplit(":", 1)[1])
+    settings.CACHES = {"default": environ.Env.cache_url_config(cache_url)}
+
+    def restore():
+        if saved_environ is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_environ
+        app.conf.update(saved)
+        _reset_celery_connections(app)
+
+    return restore
 
 
 def _reset_celery_connections(app):

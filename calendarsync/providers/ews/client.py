@@ -29,7 +29,7 @@ from exchangelib.properties import Mailbox
 from exchangelib.protocol import BaseProtocol, Protocol
 from exchangelib.version import Build, Version
 
-from calendarsync import outbound
+from calendarsync import metrics, outbound
 
 from ..base import (
     CredentialsRejected,
@@ -53,6 +53,16 @@ class TrustedCAAdapter(requests.adapters.HTTPAdapter):
         bundle = settings.EWS_CA_BUNDLE
         super().cert_verify(conn, url, bundle if bundle and verify else verify, cert)
 
+    def send(self, request, *args, **kwargs):
+        # Every EWS exchange passes here (NTLM's 401 handshake legs too): count its answer.
+        try:
+            response = super().send(request, *args, **kwargs)
+        except requests.RequestException:
+            metrics.count_response(metrics.EWS, "error")
+            raise
+        metrics.count_response(metrics.EWS, response.status_code)
+        return response
+
 
 BaseProtocol.HTTP_ADAPTER_CLS = TrustedCAAdapter  # exchangelib's documented hook (global)
 
@@ -61,6 +71,12 @@ class WaitOutThrottling(FaultTolerance):
     """FaultTolerance (ErrorServerBusy waits its BackOffMilliseconds, up to max_wait), except
     that a final 401 is a refused login at once: exchangelib would take it for throttling and
     retry until max_wait, per mailbox, while the admin needs to hear about the password."""
+
+    def back_off(self, seconds):
+        # exchangelib sleeps until then before its next request; past max_wait it gives up
+        # (raises), which is no wait.
+        super().back_off(seconds)
+        metrics.throttled(metrics.EWS, self.DEFAULT_BACKOFF if seconds is None else seconds)
 
     def raise_response_errors(self, response):
         if response.status_code == 401:

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 from exchangelib.properties import StatusEvent
 from exchangelib.services import SendNotification
 
-from calendarsync import tasks
+from calendarsync import metrics, tasks
 from calendarsync.models import Integration, MailboxSubscription
 
 from ..base import Notice, NoticeKind
@@ -38,6 +38,7 @@ def _answer(payload: bytes) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
+@metrics.notification_endpoint(metrics.EWS)
 def receive(request) -> HttpResponse:
     if len(request.body) > MAX_BODY_BYTES:
         return HttpResponse(status=400)
@@ -86,6 +87,7 @@ def _record(service: SendNotification, notifications) -> HttpResponse:
         if any(cache.get(SUBSCRIBING + str(n.subscription_id)) for n in notifications):
             return HttpResponse(status=503)  # just made, not yet recorded: Exchange retries
         logger.info("EWS notification of %d unknown subscription(s)", len(notifications))
+        metrics.NOTIFICATIONS_REFUSED.labels(metrics.EWS, "unsubscribed").inc()
         return _answer(service.unsubscribe_payload())
     notices, now, kept = [], timezone.now(), {}
     for notification in notifications:

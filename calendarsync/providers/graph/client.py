@@ -22,6 +22,7 @@ import msal
 import requests
 from django.conf import settings
 
+from ... import metrics
 from ..base import (
     ConsentRevoked,
     CredentialsRejected,
@@ -82,6 +83,7 @@ def _session(ca_bundle: str) -> requests.Session:
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    session.hooks["response"].append(metrics.graph_response_hook)  # every answer, msal's too
     return session
 
 
@@ -205,6 +207,7 @@ class GraphClient:
                     method, url, headers=headers, timeout=TIMEOUT, **kwargs
                 )
             except requests.RequestException as exc:
+                metrics.count_response(metrics.GRAPH, "error")
                 raise ProviderError(f"Graph unreachable: {type(exc).__name__}") from exc
             if response.status_code != 401:
                 return response
@@ -235,6 +238,7 @@ class GraphClient:
                     if wait > MAX_RETRY_AFTER:
                         break
                     logger.info("Graph answered %s; waiting %.1f s", response.status_code, wait)
+                    metrics.throttled(metrics.GRAPH, wait)
                     self.sleep(wait)
                     continue
                 break
@@ -275,6 +279,7 @@ class GraphClient:
                 if wait > MAX_RETRY_AFTER:
                     break
                 logger.info("%d batch steps throttled; waiting %.1f s", len(pending), wait)
+                metrics.throttled(metrics.GRAPH, wait)
                 self.sleep(wait)
         for step in pending:
             results[step["id"]] = {"status": 429, "headers": {}, "body": {}}

@@ -17,7 +17,7 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from calendarsync import tasks
+from calendarsync import metrics, tasks
 
 from ..base import BadNotification
 from .provider import GraphProvider
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 MAX_VALIDATION_TOKEN = 1024
 
 
+@metrics.notification_endpoint(metrics.GRAPH)
 def _receive(request) -> HttpResponse:
     token = request.GET.get("validationToken")
     if token is not None:
