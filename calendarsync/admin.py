@@ -126,7 +126,7 @@ class IntegrationNeedingAttentionAdmin(admin.ModelAdmin):
 
     list_display = [
         "integration",
-        "company",
+        "company_name",
         "kind",
         "status",
         "attention",
@@ -171,6 +171,10 @@ class IntegrationNeedingAttentionAdmin(admin.ModelAdmin):
     def integration(self, obj):
         url = reverse("admin:calendarsync_integration_change", args=[obj.pk])
         return format_html('<a href="{}">{}</a>', url, obj.name)
+
+    @admin.display(description=_("company"), ordering="company__name")
+    def company_name(self, obj):
+        return obj.company.name
 
     @admin.display(description=_("mailboxes failing"), ordering="mailboxes_failing")
     def mailboxes_failing(self, obj):

@@ -21,6 +21,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import LessThan
 
+from . import logcontext
 from .models import SyncedUser
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def renewing(synced_user_ids, claimed_at: datetime):
         finally:
             connections.close_all()  # this thread's own connections
 
-    renewer = threading.Thread(target=renew, name="claim-renewer", daemon=True)
+    renewer = threading.Thread(target=logcontext.carried(renew), name="claim-renewer", daemon=True)
     renewer.start()
     try:
         yield

@@ -37,7 +37,7 @@ from onex.budget import Lane
 from onex.client import RATE_BUDGET_CODE, get_client
 from onex.operations import AbsenceWriter
 
-from . import actors, claims, metrics, planning, providers, reconcile
+from . import actors, claims, logcontext, metrics, planning, providers, reconcile
 from .models import Activity, Integration, SyncedUser
 from .providers.base import AccessLost, CalendarProvider, ProviderError
 
@@ -192,7 +192,7 @@ def sync_mailbox(
         return SyncOutcome(Status.INACTIVE)
     if not claims.claim(synced_user, now):
         return SyncOutcome(Status.BUSY)
-    with claims.renewing([synced_user.pk], now):
+    with claims.renewing([synced_user.pk], now), logcontext.integration(integration):
         return _run_claimed(
             synced_user,
             integration,
@@ -249,7 +249,7 @@ def _sync_group(users, integration, provider, writer, now) -> dict[int, SyncOutc
     )
     if not claimed:
         return outcomes
-    with claims.renewing(claimed_ids, now):
+    with claims.renewing(claimed_ids, now), logcontext.integration(integration):
         try:
             outcomes.update(_run_group(claimed, integration, provider, writer, now, shared))
         finally:  # also after a bug: never leave a mailbox locked

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from . import actors, audit, daily, removal, retention, subscriptions, sync
+from . import actors, audit, daily, logcontext, removal, retention, subscriptions, sync
 from .actors import Actor
 from .models import Integration, MailboxSubscription, SyncedUser
 from .providers.base import Notice, NoticeKind
@@ -342,12 +342,13 @@ def audit_onex(self, integration_id, after_user_id=0, counts=None):
     integration = Integration.objects.select_related("company").filter(pk=integration_id).first()
     if integration is None:
         return "gone"
-    result = audit.audit_integration(
-        integration,
-        after_user_id=after_user_id,
-        carried=audit.AuditCounts.from_dict(counts),
-        deadline=audit.step_deadline(),
-    )
+    with logcontext.integration(integration):
+        result = audit.audit_integration(
+            integration,
+            after_user_id=after_user_id,
+            carried=audit.AuditCounts.from_dict(counts),
+            deadline=audit.step_deadline(),
+        )
     if result.outcome == audit.Outcome.CONTINUES:
         request_audit(
             integration_id, after_user_id=result.resume_after, counts=result.counts.as_dict()
@@ -383,7 +384,9 @@ def ensure_subscriptions(self, synced_user_ids, renew_all=False):
     )
     failed = []
     for _integration_id, group in groupby(users, key=lambda user: user.integration_id):
-        result = subscriptions.ensure(list(group), renew_all=renew_all)
+        group = list(group)
+        with logcontext.integration(group[0].integration):
+            result = subscriptions.ensure(group, renew_all=renew_all)
         if result.resync:
             request_syncs(SyncedUser.objects.filter(pk__in=result.resync))
         failed += result.failed_ids
@@ -426,7 +429,8 @@ def remove_synced_user(self, synced_user_id, actor=None):
     synced_user = _synced_user(synced_user_id)
     if synced_user is None:
         return "gone"
-    removal.remove_synced_user(synced_user, actor=Actor.from_task_arg(actor))
+    with logcontext.integration(synced_user.integration):
+        removal.remove_synced_user(synced_user, actor=Actor.from_task_arg(actor))
     return "removed"
 
 
@@ -436,7 +440,8 @@ def clear_integration(self, integration_id):
     integration = Integration.objects.filter(pk=integration_id, active=False).first()
     if integration is None or integration.status == Integration.Status.REMOVING:
         return "skipped"
-    return removal.clear_integration(integration)
+    with logcontext.integration(integration):
+        return removal.clear_integration(integration)
 
 
 @removal_task
@@ -446,5 +451,6 @@ def remove_integration(self, integration_id):
     ).first()
     if integration is None:
         return "gone"
-    removal.remove_integration(integration)
+    with logcontext.integration(integration):
+        removal.remove_integration(integration)
     return "removed"

@@ -20,7 +20,9 @@ forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Access lines to stdout (journald); the application's JSON lines go to stderr.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# The path without its query (which can hold an address or a sign-in code), and the request id
+# that joins the line to the application's own lines.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms %({x-request-id}o)s'
 errorlog = "-"
 # Without the app loaded in the master, each worker opens its own connections after the fork.
 preload_app = False

@@ -81,6 +81,8 @@ MIDDLEWARE = [
     # /healthz and /readyz, before the host check and the https redirect (mss/health.py)
     "mss.health.probes",
     "django.middleware.security.SecurityMiddleware",
+    # The request's id on its log lines and in its answer (X-Request-ID; mss/request_id.py)
+    "mss.request_id.request_id",
     # Static files from the app server when the proxy does not serve them (collectstatic first)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -386,13 +388,46 @@ METRICS_TOKEN = env.str("MSS_METRICS_TOKEN", default="")
 MSS_WORKER_METRICS_PORT = env.int("MSS_WORKER_METRICS_PORT", default=0)
 MSS_WORKER_METRICS_ADDR = env.str("MSS_WORKER_METRICS_ADDR", default="0.0.0.0")
 
+# Logs: one JSON object a line in production, readable lines in development (LOG_FORMAT=json
+# or plain). Each line names its request or Celery task and its integration (by code), and
+# its event (calendarsync/logcontext.py); never an email, a subject or a secret.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "plain")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'plain', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "calendarsync.logcontext.ContextFilter"}},
+    "formatters": {
+        "plain": {
+            "()": "calendarsync.logcontext.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s%(context)s %(message)s",
+        },
+        "json": {
+            "()": "calendarsync.logcontext.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(event)s %(message)s %(request_id)s %(task_id)s "
+            "%(integration)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # exchangelib logs a failed POST's whole request at ERROR (its XML names the mailbox)
+        # and field values at WARNING/INFO; our EWS client reports its errors by type.
+        "exchangelib": {"level": "CRITICAL"},
+    },
 }
+# Celery workers and beat log through LOGGING above instead of setting up their own root
+# logger, so their lines have the same format and fields.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

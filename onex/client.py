@@ -198,12 +198,14 @@ class OneXClient:
                 failure = OneXError.from_response(response)
             if wait is None:
                 wait = self._backoff(attempt)
+            # Status and code only: One X's free-text detail may echo what we sent (a subject).
+            failed = (failure.status or "-", failure.code or "error")
             if attempt >= self.max_attempts or time.monotonic() + wait > deadline:
                 logger.warning(
-                    "One X %s %s gave up after %d attempts: %s", method, url, attempt, failure
+                    "One X %s %s gave up after %d attempts: %s %s", method, url, attempt, *failed
                 )
                 raise failure
-            logger.info("One X %s %s: %s; retry in %.2fs", method, url, failure, wait)
+            logger.info("One X %s %s: %s %s; retry in %.2fs", method, url, *failed, wait)
             self.sleep(wait)
 
     def _take_unit(self, deadline):

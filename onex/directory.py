@@ -39,8 +39,11 @@ class ImportResult:
     def __str__(self):
         if self.error:
             return f"{self.company.name}: failed — {self.error}"
+        return f"{self.company.name}: {self.counts()}"
+
+    def counts(self) -> str:
         return (
-            f"{self.company.name}: subscriptions {self.created} new, {self.updated} updated, "
+            f"subscriptions {self.created} new, {self.updated} updated, "
             f"{self.deactivated} deactivated, {self.reactivated} back; absence reasons "
             f"{self.reasons_created} new, {self.reasons_updated} updated, "
             f"{self.reasons_deactivated} deactivated; memberships {self.memberships_removed} "
@@ -113,7 +116,9 @@ def import_company(company: Company, client=None) -> ImportResult:
         reasons = {item["code"]: item for item in client.list_absence_reasons(company.onex_id)}
     except OneXError as error:
         result.error = str(error)
-        logger.warning("Directory import of %s failed: %s", company.onex_id, error)
+        logger.warning(
+            "Directory import of %s failed: %s %s", company.onex_id, error.status, error.code
+        )
         return result
 
     with transaction.atomic():
@@ -141,7 +146,7 @@ def import_company(company: Company, client=None) -> ImportResult:
             subscriptions_deactivated.send(sender=Company, company=company, subscriptions=gone)
         if back:
             subscriptions_reactivated.send(sender=Company, company=company, subscriptions=back)
-    logger.info("Directory import: %s", result)
+    logger.info("Directory import of %s: %s", company.onex_id, result.counts())  # no name
     return result
 
 

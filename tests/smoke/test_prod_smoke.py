@@ -11,6 +11,7 @@ SIGTERM as systemd stops it, without a traceback.
 """
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -58,7 +59,8 @@ class Smoke:
         self.front = HttpsFront(f"http://127.0.0.1:{self.web_port}", m365_ca)
         self.services: dict[str, Service] = {}
         self.units: dict[str, units.Unit] = {}
-        ca_copy = self.dir / "m365-ca.pem"
+        # The front's certificate is the M365 sandbox CA's (Graph trusts it, as do we here).
+        self.ca_file = ca_copy = self.dir / "m365-ca.pem"
         ca_copy.write_text(Path(settings.MS_CA_BUNDLE).read_text())
         ca_copy.chmod(0o644)
         self.env_file = self.dir / "mss.env"
@@ -178,9 +180,9 @@ def in_log(text):
     return lambda service: text in service.log_since_start()
 
 
-def scrape(url: str, **headers) -> dict[str, float]:
+def scrape(url: str, verify=True, **headers) -> dict[str, float]:
     """sample name{labels} → value, of the mss_* samples."""
-    response = requests.get(url, headers=headers, timeout=10, verify=False)
+    response = requests.get(url, headers=headers, timeout=10, verify=verify)
     assert response.status_code == 200, (url, response.status_code)
     samples = {}
     for family in text_string_to_metric_families(response.text):
@@ -228,10 +230,11 @@ def test_the_production_recipe_starts_syncs_reports_and_stops(
         for worker in (bulk, interactive):
             assert "superuser privileges" not in worker.log_text()
         # Static files from the app server (whitenoise), hashed by collectstatic.
-        login = requests.get(f"{smoke.front.url}/login/", timeout=10, verify=False)
+        trust = str(smoke.ca_file)
+        login = requests.get(f"{smoke.front.url}/login/", timeout=10, verify=trust)
         assert login.status_code == 200
         css = login.text.split('href="/static/', 1)[1].split('"', 1)[0]
-        assert requests.get(f"{smoke.front.url}/static/{css}", verify=False).status_code == 200
+        assert requests.get(f"{smoke.front.url}/static/{css}", verify=trust).status_code == 200
 
         # One sync: subscriptions and reads on the bulk worker, entries into One X.
         started = time.monotonic()
@@ -260,9 +263,9 @@ def test_the_production_recipe_starts_syncs_reports_and_stops(
 
         # /metrics: off without the token, the product's metrics with it.
         metrics_url = f"{smoke.front.url}/metrics"
-        refused = requests.get(metrics_url, timeout=10, verify=False)
+        refused = requests.get(metrics_url, timeout=10, verify=trust)
         assert refused.status_code == 401
-        web_samples = scrape(metrics_url, Authorization=f"Bearer {METRICS_TOKEN}")
+        web_samples = scrape(metrics_url, trust, Authorization=f"Bearer {METRICS_TOKEN}")
         worker_samples = {}
         for name, port in smoke.metrics_ports.items():
             worker_samples[name] = scrape(f"http://127.0.0.1:{port}/metrics")
@@ -303,6 +306,17 @@ def test_the_production_recipe_starts_syncs_reports_and_stops(
             assert took < 15, name
         for name, service in smoke.services.items():
             assert "Traceback" not in service.log_text(), f"{name}:\n{service.log_tail()}"
+        # Production logs JSON lines, each task's with its id (LOG_FORMAT defaults to json).
+        task_lines = [
+            json.loads(line)
+            for line in bulk.log_text().splitlines()
+            if line.startswith("{") and '"task_id": "' in line
+        ]
+        assert any(
+            line["task_id"] and "sync_mailboxes" in line["message"] for line in task_lines
+        ), task_lines[:3]
+        access = [line for line in web.log_text().splitlines() if '"GET /metrics" 200' in line]
+        assert access, "gunicorn's access line for the scrape"
 
 
 # What one sync, one change and their notifications must have counted (mss/metrics.py):

@@ -21,6 +21,7 @@ from django.utils import timezone
 from exchangelib import EWSDateTime
 from exchangelib import errors as ews_errors
 
+from calendarsync import logcontext
 from calendarsync.models import MailboxSubscription
 
 from .. import register
@@ -99,7 +100,7 @@ class EwsProvider:
 
         workers = min(settings.EWS_MAX_CONNECTIONS, len(mailboxes))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for mailbox, result in pool.map(read, mailboxes):
+            for mailbox, result in pool.map(logcontext.carried(read), mailboxes):
                 results[mailbox] = result
         return results
 

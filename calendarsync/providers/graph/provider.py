@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from calendarsync import logcontext
 from calendarsync.models import MailboxSubscription
 
 from .. import register
@@ -116,9 +117,10 @@ class GraphProvider:
         if not chunks:
             return results
         with ThreadPoolExecutor(max_workers=min(self.parallel_batches, len(chunks))) as pool:
-            for chunk_result in pool.map(
-                lambda chunk: self._fetch_chunk(chunk, start, end, include_subject), chunks
-            ):
+            read = logcontext.carried(
+                lambda chunk: self._fetch_chunk(chunk, start, end, include_subject)
+            )
+            for chunk_result in pool.map(read, chunks):
                 results.update(chunk_result)
         return results
 
