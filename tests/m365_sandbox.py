@@ -22,6 +22,7 @@ import requests
 import trustme
 from django.conf import settings
 
+from calendarsync.models import Integration
 from sandbox.m365 import demo
 from sandbox.m365.addin import NO_SPOILING
 from sandbox.m365.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, M365Server
@@ -347,3 +348,16 @@ def django_db_modify_db_settings(request, django_db_modify_db_settings_parallel_
         test = db.setdefault("TEST", {})
         if not test.get("NAME") or "memory" in str(test.get("NAME")):
             test["NAME"] = str(Path(tempfile.gettempdir()) / f"mss-test-{os.getpid()}.sqlite3")
+
+
+def connected_graph_integration(company, tenant: str) -> Integration:
+    """An Exchange Online integration of `company` for a sandbox tenant, consented and syncing
+    every meeting (none made private), as a test's population needs it."""
+    return Integration.objects.create(
+        company=company,
+        kind=Integration.Kind.GRAPH,
+        name="Exchange Online",
+        status=Integration.Status.CONNECTED,
+        tenant_id=tenant,
+        all_meetings_private=False,
+    )

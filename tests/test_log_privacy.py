@@ -26,6 +26,7 @@ from onex import directory
 from onex.models import Subscription
 from sandbox.ews import DEFAULT_PASSWORD
 from sandbox.m365.server import DEFAULT_CLIENT_SECRET
+from tests.m365_sandbox import connected_graph_integration
 from tests.onex_sandbox import CLIENT_SECRET
 
 pytestmark = pytest.mark.django_db
@@ -83,14 +84,7 @@ def population(json_log, company, onex_sandbox, m365, on_prem, ews, push_receive
     settings.EWS_NOTIFICATION_URL = push_receiver.url
     assert directory.import_company(company).ok
     tenant = m365.add_tenant(TENANT_NAME, users=GRAPH_USERS)
-    graph = Integration.objects.create(
-        company=company,
-        kind=Integration.Kind.GRAPH,
-        name="Exchange Online",
-        status=Integration.Status.CONNECTED,
-        tenant_id=tenant,
-        all_meetings_private=False,
-    )
+    graph = connected_graph_integration(company, tenant)
     ews_integration = on_prem(company, EWS_USERS[0])
     Integration.objects.filter(pk=ews_integration.pk).update(all_meetings_private=False)
     for mailbox in GRAPH_USERS + [GRAPH_UNKNOWN]:

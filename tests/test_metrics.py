@@ -20,7 +20,7 @@ from calendarsync.sync import sync_mailbox
 from mss import metrics
 from onex.budget import Lane, LocalBudget, RedisBudget, budget_for
 from onex.models import Subscription
-from tests.m365_sandbox import DEMO_TENANT
+from tests.m365_sandbox import DEMO_TENANT, connected_graph_integration
 
 REPO = Path(__file__).resolve().parent.parent
 ANNA = "anna.andersson@demo.se"  # sub-anna in the One X sandbox's Demo AB
@@ -218,14 +218,7 @@ def test_ews_server_busy_counts_the_wait_it_asked_for(client, ews, anna):
 def bjorn(m365, onex_sandbox, company):
     """A Graph mailbox on the M365 sandbox, with one booking that has a subject."""
     tenant = m365.add_tenant("Metrics AB", users=[BJORN])
-    graph = Integration.objects.create(
-        company=company,
-        kind=Integration.Kind.GRAPH,
-        name="Exchange Online",
-        status=Integration.Status.CONNECTED,
-        tenant_id=tenant,
-        all_meetings_private=False,
-    )
+    graph = connected_graph_integration(company, tenant)
     start = at(4)
     m365.create_event(
         BJORN,

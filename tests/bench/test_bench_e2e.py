@@ -17,11 +17,12 @@ import pytest
 from django.db.models import Q
 
 from calendarsync import tasks
-from calendarsync.models import Integration, SyncedUser, SyncRule
+from calendarsync.models import SyncedUser, SyncRule
 from mss.celery import interactive_queue
 from onex.models import AbsenceReason
 from tests.faults import population
 from tests.faults.processes import worker_service
+from tests.m365_sandbox import connected_graph_integration
 
 CHANGES = int(os.environ.get("BENCH_E2E_CHANGES", "200"))
 MAILBOXES = int(os.environ.get("BENCH_E2E_MAILBOXES", "50"))
@@ -53,14 +54,7 @@ def resync_company(stack, count):
     population.one_x_company(stack.onex, company_id, name, emails)
     tenant = stack.m365.add_tenant(name, users=emails)
     company = population.product_company(company_id, name, 900)
-    integration = Integration.objects.create(
-        company=company,
-        kind=Integration.Kind.GRAPH,
-        name="Exchange Online",
-        status=Integration.Status.CONNECTED,
-        tenant_id=tenant,
-        all_meetings_private=False,
-    )
+    integration = connected_graph_integration(company, tenant)
     population.add_users(integration, emails)
     rng = population.random.Random("bench-resync")
     for email in emails:
