@@ -25,7 +25,7 @@ from calendarsync.sync import sync_mailbox
 from mss.celery import worker_queues
 from onex.models import Subscription
 from sandbox.m365 import signin
-from tests.m365_sandbox import body_requests, selected_fields, wait_for
+from tests.m365_sandbox import body_requests, connected_graph_integration, selected_fields, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 ANNA = "anna.andersson@demo.se"
@@ -73,14 +73,7 @@ def tenant(m365):
 
 @pytest.fixture
 def graph_integration(company_db, tenant):
-    return Integration.objects.create(
-        company=company_db,
-        kind=Integration.Kind.GRAPH,
-        name="Exchange Online",
-        status=Integration.Status.CONNECTED,
-        tenant_id=tenant,
-        all_meetings_private=False,
-    )
+    return connected_graph_integration(company_db, tenant)
 
 
 @pytest.fixture
