@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.formats import date_format
 
 from calendarsync.models import SyncedUser
 from calendarsync.progress import SyncProgress, sync_progress
@@ -32,11 +33,16 @@ def three_users(integration, company):
     ]
 
 
-def _request(users, minutes_ago=0):
-    """Stamp the users' syncs as requested that long ago; returns the stamp's local HH:MM."""
+def _request(users, minutes_ago=0, language="en"):
+    """Stamp the users' syncs as requested that long ago; returns the stamp as the pages write
+    it: local HH:MM, with the day in front when it was before today's local midnight."""
     stamp = timezone.now() - timedelta(minutes=minutes_ago)
     SyncedUser.objects.filter(pk__in=[user.pk for user in users]).update(sync_requested_at=stamp)
-    return timezone.localtime(stamp).strftime("%H:%M")
+    local = timezone.localtime(stamp)
+    if local.date() == timezone.localdate():
+        return local.strftime("%H:%M")
+    with translation.override(language):
+        return date_format(local, "j b H:i")
 
 
 def _element(body, element_id):
@@ -164,8 +170,15 @@ def test_other_tabs_say_a_stalled_queue_too(en_client, integration, three_users)
 
 
 def test_a_stalled_queue_reads_in_swedish(admin_client, integration, three_users):
-    since = _request(three_users[:1], minutes_ago=12)
+    since = _request(three_users[:1], minutes_ago=12, language="sv")
     url = reverse("calendarsync:dashboard", args=[integration.code])
     page = admin_client.get(url).content.decode()
     assert f"Synk i kö sedan {since}" in page
     assert "Kontrollera att Celery-arbetarna" in page and "nu (1 användare i kö)" not in page
+
+
+def test_a_request_from_an_earlier_day_says_the_day(en_client, integration, three_users):
+    since = _request(three_users[:1], minutes_ago=26 * 60)
+    assert " " in since  # the day is written in front of the time
+    url = reverse("calendarsync:dashboard", args=[integration.code])
+    assert f"Sync queued since {since}" in en_client.get(url).content.decode()
