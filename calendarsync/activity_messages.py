@@ -122,6 +122,75 @@ def _personal_rules(params: dict) -> str:
     }
 
 
+GROUP_ERRORS = {
+    "group_not_found": _(
+        "A chosen group no longer exists. Remove it from the list, or choose another group."
+    ),
+    "group_permission_missing": _(
+        "Microsoft 365 has not granted the permission to read group members "
+        "(GroupMember.Read.All). Give consent again on the Connection tab."
+    ),
+    "group_truncated": _(
+        "Exchange answered with only part of a group's members, so nothing was changed. "
+        "Choose smaller groups, or raise the limit on the Exchange server."
+    ),
+    "group_changed": _("A group changed while it was read. The next run reads it again."),
+}
+
+
+def group_error_text(code: str) -> str:
+    """Why a membership run failed, in words an admin can act on."""
+    if code in GROUP_ERRORS:
+        return str(GROUP_ERRORS[code])
+    return gettext(
+        "The groups could not be read (%(code)s). Nothing was changed; the next run tries again."
+    ) % {"code": code}
+
+
+def _group_failed(params: dict) -> str:
+    return group_error_text(params.get("code", ""))
+
+
+def _group_run(params: dict) -> str:
+    """Katalog Synk's run, in one line: what it changed and what it could not."""
+    parts = []
+    if added := params.get("added"):
+        parts.append(ngettext("%(n)d user added", "%(n)d users added", added) % {"n": added})
+    if removed := params.get("removed"):
+        parts.append(
+            ngettext("%(n)d user removed", "%(n)d users removed", removed) % {"n": removed}
+        )
+    if held := params.get("held"):
+        parts.append(
+            ngettext(
+                "%(n)d removal waits for an administrator's confirmation",
+                "%(n)d removals wait for an administrator's confirmation",
+                held,
+            )
+            % {"n": held}
+        )
+    if without := params.get("without"):
+        parts.append(
+            ngettext(
+                "%(n)d member without a One X subscription",
+                "%(n)d members without a One X subscription",
+                without,
+            )
+            % {"n": without}
+        )
+    summary = "; ".join(parts) or gettext("no changes")
+    return gettext("Synced users from the groups: %(summary)s.") % {"summary": summary}
+
+
+def _user_source(params: dict) -> str:
+    labels = {
+        "manual": gettext("Users are added by hand."),
+        "groups": gettext("Users are synced from groups (users added by hand stay)."),
+        "groups_only": gettext("Users are synced from groups only."),
+    }
+    return labels.get(params.get("source", ""), "")
+
+
 MESSAGES: dict[str, Message] = {
     LEGACY: Message(Kind.SYNC, _as_recorded),
     # ----- connection and the integration's life
@@ -213,6 +282,20 @@ MESSAGES: dict[str, Message] = {
         ),
     ),
     "personal_rules_changed": Message(Kind.USERS, _personal_rules),
+    "group_members_synced": Message(Kind.USERS, _group_run),
+    "group_members_held": Message(Kind.USERS, _group_run),
+    "group_members_failed": Message(Kind.USERS, _group_failed),
+    "group_removals_confirmed": Message(
+        Kind.USERS,
+        ngettext_lazy(
+            "Confirmed the removal of %(n)d user who left the groups.",
+            "Confirmed the removal of %(n)d users who left the groups.",
+            "n",
+        ),
+    ),
+    "user_source_changed": Message(Kind.USERS, _user_source),
+    "group_followed": Message(Kind.USERS, _("Users are synced from the group %(name)s.")),
+    "group_unfollowed": Message(Kind.USERS, _("The group %(name)s is no longer followed.")),
     "subscription_restored": Message(
         Kind.USERS, _("The user's One X subscription is back; syncing resumes.")
     ),

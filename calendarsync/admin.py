@@ -79,6 +79,9 @@ class IntegrationAdmin(admin.ModelAdmin):
         "last_error",
         "consented_at",
         "password_set",
+        # Katalog Synk is the company admin's choice on the Användare tab (it adds or
+        # removes users); support sees it here.
+        "user_source",
     ]
     inlines = [SyncRuleInline]
 

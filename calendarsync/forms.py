@@ -399,3 +399,20 @@ def validate_import_email(value: str) -> str | None:
     except forms.ValidationError as invalid:
         return str(invalid.messages[0])
     return None
+
+
+class UserSourceForm(forms.Form):
+    """Katalog Synk: whether the users list follows groups (calendarsync/membership.py)."""
+
+    user_source = forms.ChoiceField(
+        label=_("Where users come from"),
+        choices=Integration.UserSource.choices,
+        widget=forms.RadioSelect,
+    )
+
+
+class FollowGroupForm(forms.Form):
+    """A group from the search's results (its id and name as the directory gave them)."""
+
+    provider_id = forms.CharField(max_length=320)
+    name = forms.CharField(max_length=256)

@@ -96,6 +96,17 @@ class Integration(models.Model):
     ews_password = EncryptedTextField(_("password"), blank=True)
     # The Exchange build a passing connection test found: later connections skip the probe.
     ews_build = models.CharField(_("Exchange build"), max_length=40, blank=True)
+
+    class UserSource(models.TextChoices):
+        """Katalog Synk: where the users list comes from (calendarsync/membership.py)."""
+
+        MANUAL = "manual", _("Add users by hand")
+        GROUPS = "groups", _("Sync users from groups (users added by hand stay)")
+        GROUPS_ONLY = "groups_only", _("Groups only (users in no group are removed)")
+
+    user_source = models.CharField(
+        _("users"), max_length=12, choices=UserSource, default=UserSource.MANUAL
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -338,6 +349,9 @@ class SyncedUser(models.Model):
     sync_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     sync_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     sync_renewed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Added by Katalog Synk (a member of a followed group), not by hand: it goes when it
+    # leaves every group.
+    from_groups = models.BooleanField(_("from groups"), default=False)
     created_at = models.DateTimeField(_("added"), auto_now_add=True)
 
     objects = SyncedUserQuerySet.as_manager()
@@ -568,3 +582,66 @@ class IntegrationNeedingAttention(Integration):
         proxy = True
         verbose_name = _("integration needing attention")
         verbose_name_plural = _("Operations: integrations needing attention")
+
+
+class FollowedGroup(models.Model):
+    """A group in Entra ID or a distribution group in Exchange whose members an integration's
+    users list follows (Katalog Synk)."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="groups")
+    # Graph: the group's id; EWS: its primary SMTP address.
+    provider_id = models.CharField(max_length=320)
+    name = models.CharField(_("name"), max_length=256)
+    # The members as last read, {member id: [email, user principal name]}, and the provider's
+    # bookmark for reading only the changes next time (Graph's delta link).
+    members = models.JSONField(default=dict, editable=False)
+    cursor = models.TextField(blank=True, editable=False)
+    matched = models.PositiveIntegerField(_("with a One X subscription"), default=0)
+    read_at = models.DateTimeField(_("read"), null=True, blank=True)
+    created_at = models.DateTimeField(_("added"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("followed group")
+        verbose_name_plural = _("followed groups")
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "provider_id"], name="followedgroup_once"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class MembershipReport(models.Model):
+    """The last membership run of an integration: what it changed and what it could not, and
+    the removals it holds for the admin's confirmation."""
+
+    integration = models.OneToOneField(
+        Integration, on_delete=models.CASCADE, related_name="membership_report"
+    )
+    finished_at = models.DateTimeField(_("finished"))
+    added = models.JSONField(default=list)  # emails of the users it added
+    removed = models.PositiveIntegerField(default=0)  # removed users' emails go with them
+    without_subscription = models.JSONField(default=list)  # members' emails One X lacks
+    synced_elsewhere = models.JSONField(default=list)  # members another integration syncs
+    not_in_groups = models.JSONField(default=list)  # active subscriptions' emails, in no group
+    # Synced user ids a run would remove but holds: too many at once
+    # (settings.MSS_GROUP_REMOVAL_HOLD_*); an admin confirms them on the dashboard.
+    held_removals = models.JSONField(default=list)
+    # The last run that failed (a provider error code, activity_messages.GROUP_ERRORS); the
+    # lists above are still those of the last run that worked.
+    error = models.CharField(max_length=60, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("membership report")
+        verbose_name_plural = _("membership reports")
+
+    def __str__(self):
+        return str(self.integration)
+
+    @property
+    def error_text(self) -> str:
+        return activity_messages.group_error_text(self.error) if self.error else ""

@@ -32,10 +32,12 @@ def remove_synced_user(
     writer: AbsenceWriter | None = None,
     *,
     actor: Actor = actors.SYSTEM,
+    record: bool = True,
 ) -> None:
     """Stop syncing a mailbox: end its subscription, delete its One X entries, then its
     bookings, row and email. The address goes from the activity log too (removing a user
-    deletes their email): the log keeps who removed a user and when, not whom."""
+    deletes their email): the log keeps who removed a user and when, not whom. `record`:
+    False when a membership run's one entry already tells of it."""
     integration, email = synced_user.integration, synced_user.email
     now = timezone.now()
     if not claims.claim(synced_user, now):
@@ -54,6 +56,8 @@ def remove_synced_user(
             synced_user.delete()
     finally:
         claims.release(synced_user, now)
+    if not record:
+        return
     Activity.record(
         integration,
         "user_removed",

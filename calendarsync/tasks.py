@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from . import actors, audit, daily, logcontext, removal, retention, subscriptions, sync
+from . import actors, audit, daily, logcontext, membership, removal, retention, subscriptions, sync
 from .actors import Actor
 from .models import Integration, MailboxSubscription, SyncedUser
 from .providers.base import Notice, NoticeKind
@@ -41,6 +41,10 @@ REMOVAL_RETRY_SECONDS = 60
 # message is held unacknowledged by a worker until it runs, so every countdown must stay below
 # the broker's visibility timeout (mss/settings.py), or Redis hands the message out twice.
 MAX_RETRY_SECONDS = 300
+# One membership run per integration at a time (the beat's and Synka nu's would add the same
+# users twice); a run that died frees its integration after this long.
+MEMBERSHIP_LOCK_SECONDS = 15 * 60
+ADD_CHUNK = 500  # users whose first syncs one start_syncing call requests
 
 
 def retry_countdown(retries: int) -> int:
@@ -176,8 +180,18 @@ def start_syncing(users) -> int:
     return request_syncs(users)
 
 
-def request_user_removal(synced_user_id: int, *, actor: Actor = actors.SYSTEM) -> None:
-    remove_synced_user.delay_on_commit(synced_user_id, actor.as_task_arg())
+def request_user_removal(
+    synced_user_id: int, *, actor: Actor = actors.SYSTEM, record: bool = True
+) -> None:
+    """`record`: log the removal on its own (not when a membership run's entry tells it)."""
+    remove_synced_user.delay_on_commit(synced_user_id, actor.as_task_arg(), record)
+
+
+def request_membership_run(
+    integration: Integration, *, actor: Actor = actors.SYSTEM, confirmed=()
+) -> None:
+    """Katalog Synk now ("Synka nu", or an admin confirming held removals)."""
+    follow_groups.delay_on_commit(integration.pk, list(confirmed), actor.as_task_arg())
 
 
 def request_clear(integration: Integration) -> None:
@@ -415,6 +429,53 @@ def resubscribe(synced_user_ids):
     request_syncs(users)
 
 
+# ----- Katalog Synk: the users lists that follow groups
+
+
+def membership_lock_key(integration_id: int) -> str:
+    return f"mss:membership:{integration_id}"
+
+
+@shared_task
+def follow_groups(integration_id, confirmed=(), actor=None):
+    """One membership run (calendarsync/membership.py), then the first syncs of the users it
+    added and the removals of those who left every group."""
+    integration = Integration.objects.filter(pk=integration_id).first()
+    if integration is None or not integration.syncing:
+        return "skipped"
+    key = membership_lock_key(integration_id)
+    if not cache.add(key, 1, timeout=MEMBERSHIP_LOCK_SECONDS):
+        return "busy"
+    try:
+        with logcontext.integration(integration):
+            outcome = membership.run(
+                integration, actor=Actor.from_task_arg(actor), confirmed=confirmed
+            )
+    finally:
+        cache.delete(key)
+    ids = outcome.added_ids
+    for start in range(0, len(ids), ADD_CHUNK):
+        start_syncing(integration.users.filter(pk__in=ids[start : start + ADD_CHUNK]))
+    for synced_user_id in outcome.removing_ids:
+        request_user_removal(synced_user_id, record=False)
+    return {"added": len(ids), "removed": outcome.removed, "held": len(outcome.held)}
+
+
+@shared_task
+def follow_all_groups():
+    """Beat, every 15 minutes: every syncing integration that follows groups."""
+    ids = (
+        Integration.objects.filter(active=True, status__in=Integration.SYNCING)
+        .exclude(user_source=Integration.UserSource.MANUAL)
+        .filter(groups__isnull=False)
+        .distinct()
+        .values_list("pk", flat=True)
+    )
+    for integration_id in ids:
+        follow_groups.delay(integration_id)
+    return len(ids)
+
+
 # ----- removing: what is left (a busy mailbox, entries One X did not delete) is retried.
 
 removal_task = shared_task(
@@ -425,12 +486,12 @@ removal_task = shared_task(
 
 
 @removal_task
-def remove_synced_user(self, synced_user_id, actor=None):
+def remove_synced_user(self, synced_user_id, actor=None, record=True):
     synced_user = _synced_user(synced_user_id)
     if synced_user is None:
         return "gone"
     with logcontext.integration(synced_user.integration):
-        removal.remove_synced_user(synced_user, actor=Actor.from_task_arg(actor))
+        removal.remove_synced_user(synced_user, actor=Actor.from_task_arg(actor), record=record)
     return "removed"
 
 

@@ -36,6 +36,11 @@ PERIODIC_TASKS = {
         "task": "onex.tasks.import_directory",
         "schedule": crontab(minute="*/15"),
     },
+    # Katalog Synk: the users lists that follow Entra ID or distribution groups.
+    "Sync users from their groups (every 15 minutes)": {
+        "task": "calendarsync.tasks.follow_all_groups",
+        "schedule": crontab(minute="*/15"),
+    },
 }
 
 # Tasks that no longer exist: install_schedules removes their beat entries.

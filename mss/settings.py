@@ -274,6 +274,10 @@ MSS_CLAIM_LEASE_SECONDS = env.int("MSS_CLAIM_LEASE_SECONDS", default=30)
 MSS_RETURN_GAP_MINUTES = env.int("MSS_RETURN_GAP_MINUTES", default=0)
 # A requested sync still waiting after this many minutes is shown as an error (workers down?).
 MSS_SYNC_QUEUE_ALERT_MINUTES = env.int("MSS_SYNC_QUEUE_ALERT_MINUTES", default=10)
+# Katalog Synk (calendarsync/membership.py): a membership run that would remove more users than
+# this many, or than this share of the integration's users, holds them for an admin's confirmation.
+MSS_GROUP_REMOVAL_HOLD_COUNT = env.int("MSS_GROUP_REMOVAL_HOLD_COUNT", default=50)
+MSS_GROUP_REMOVAL_HOLD_SHARE = env.float("MSS_GROUP_REMOVAL_HOLD_SHARE", default=0.10)
 # A Graph mailbox without a change notification (or renewal) for this long gets its
 # subscription checked (renewed early; Graph may have dropped it without a word). Two days:
 # an idle mailbox's renewals then cost half a request a day (calendarsync/subscriptions.py).

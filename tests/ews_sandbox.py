@@ -142,6 +142,24 @@ class EwsHandle:
     def add_mailbox(self, email, name=None):
         return self.control("POST", "mailboxes", {"email": email, "name": name or email})
 
+    # distribution groups as if in Exchange admin: a member is a mailbox's or group's address,
+    # or an external contact {"email", "name", "type": "Contact"}
+    def add_group(self, email, name, members=()):
+        return self.control("POST", "groups", {"email": email, "name": name,
+                                               "members": list(members)})  # fmt: skip
+
+    def add_group_members(self, email, members):
+        return self.control("POST", f"groups/{email}/members", {"add": list(members)})
+
+    def remove_group_members(self, email, members):
+        return self.control("POST", f"groups/{email}/members", {"remove": list(members)})
+
+    def delete_group(self, email):
+        self.control("DELETE", f"groups/{email}")
+
+    def groups(self):
+        return self.control("GET", "groups")["value"]
+
     def bookings(self, mailbox):
         return self.control("GET", f"mailboxes/{mailbox}/events")["value"]
 

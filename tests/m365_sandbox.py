@@ -125,6 +125,36 @@ class M365Handle:
     def delete_event(self, mailbox, event_id, tenant=DEMO_TENANT):
         return self.control("DELETE", f"tenants/{tenant}/users/{mailbox}/events/{event_id}")
 
+    # Entra ID groups (changes as if made in Entra: each shows in the next /groups/delta round)
+    def create_group(self, name, members=(), groups=(), tenant=DEMO_TENANT, **extra):
+        """A security group; `members`: users by mail, UPN or id (or groups by id or name),
+        `groups`: nested groups by id or name. Returns the group with its direct members."""
+        payload = {"displayName": name, "members": list(members), "groups": list(groups)}
+        return self.control("POST", f"tenants/{tenant}/groups", {**payload, **extra})
+
+    def groups(self, tenant=DEMO_TENANT):
+        return self.control("GET", f"tenants/{tenant}/groups")["value"]
+
+    def add_group_members(self, group_id, members, tenant=DEMO_TENANT):
+        payload = {"members": list(members)}
+        return self.control("POST", f"tenants/{tenant}/groups/{group_id}/members", payload)
+
+    def remove_group_members(self, group_id, members, tenant=DEMO_TENANT):
+        payload = {"members": list(members)}
+        return self.control("DELETE", f"tenants/{tenant}/groups/{group_id}/members", payload)
+
+    def delete_group(self, group_id, tenant=DEMO_TENANT):
+        self.control("DELETE", f"tenants/{tenant}/groups/{group_id}")
+
+    def stale_group_delta(self, tenant=DEMO_TENANT):
+        """Every groups delta/skip token issued so far answers 410 resyncRequired."""
+        self.control("POST", f"tenants/{tenant}/groups/delta-reset")
+
+    def set_app_roles(self, roles, tenant=DEMO_TENANT):
+        """The application permissions the tenant consented to; None: all the app asks for."""
+        payload = {"roles": None if roles is None else list(roles)}
+        return self.control("POST", f"tenants/{tenant}/app-roles", payload)["app_roles"]
+
     def subscriptions(self):
         return self.control("GET", "subscriptions")["value"]
 

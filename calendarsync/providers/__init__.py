@@ -8,7 +8,7 @@ declares on its class (`bulk_size`, `verified_notices`).
 
 from importlib import import_module
 
-from .base import CalendarProvider
+from .base import CalendarProvider, GroupDirectory
 
 _CLASSES: dict[str, type] = {}
 # Packages that register a kind when imported (imported on first use: they pull in HTTP
@@ -44,3 +44,15 @@ def provider_for(integration) -> CalendarProvider:
 def bulk_size(kind: str) -> int:
     """How many mailboxes of this kind one bulk read takes (one sync task's chunk)."""
     return provider_class(kind).bulk_size
+
+
+# Katalog Synk's group reads, a module per kind with `for_integration(integration)`.
+_GROUP_MODULES = {
+    "graph": "calendarsync.providers.graph.groups",
+    "ews": "calendarsync.providers.ews.groups",
+}
+
+
+def groups_for(integration) -> GroupDirectory:
+    """The directory that finds `integration`'s groups and reads their members."""
+    return import_module(_GROUP_MODULES[integration.kind]).for_integration(integration)

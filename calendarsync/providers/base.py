@@ -163,3 +163,32 @@ class ReadsAddinProperties(Protocol):
         `item_id` that `mailbox` itself organises: an invitation from someone else counts as
         having none, since its properties were written by its sender. Raises ItemNotFound,
         MailboxNotFound or ProviderError."""
+
+
+# ----- Katalog Synk: the groups an integration's users list follows
+
+
+@dataclass(frozen=True)
+class Group:
+    provider_id: str  # Graph: the group's id; EWS: its primary SMTP address
+    name: str
+
+
+@dataclass(frozen=True)
+class MemberRead:
+    """A group's members now, {member id: (email, user principal name)}, and where to read
+    only the changes from next time."""
+
+    members: dict[str, tuple[str, str]]
+    cursor: str = ""
+    full: bool = True  # read whole (the first time, or the provider forgot our cursor)
+
+
+class GroupDirectory(Protocol):
+    def find_groups(self, text: str) -> list[Group]: ...
+
+    def read_members(
+        self, provider_id: str, known: dict[str, tuple[str, str]], cursor: str
+    ) -> MemberRead:
+        """The members, from `known` and `cursor` (the last read) where the provider can."""
+        ...

@@ -3,6 +3,14 @@
 from .activity import dashboard_activity
 from .addin import integration_addin
 from .dashboard import dashboard, dashboard_status, dashboard_timeline
+from .groups import (
+    group_follow,
+    group_search,
+    group_unfollow,
+    groups_sync,
+    removals_confirm,
+    user_source,
+)
 from .live import sync_progress_banner
 from .overview import (
     integration_add,
@@ -29,6 +37,10 @@ __all__ = [
     "dashboard_activity",
     "dashboard_status",
     "dashboard_timeline",
+    "group_follow",
+    "group_search",
+    "group_unfollow",
+    "groups_sync",
     "integration_add",
     "integration_add_ews",
     "integration_addin",
@@ -38,6 +50,7 @@ __all__ = [
     "integration_settings",
     "no_access",
     "overview",
+    "removals_confirm",
     "rule_delete",
     "rule_edit",
     "rule_move",
@@ -49,6 +62,7 @@ __all__ = [
     "sync_progress_banner",
     "user_add",
     "user_remove",
+    "user_source",
     "user_suggestions",
     "users",
     "users_export",

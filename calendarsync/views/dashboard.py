@@ -3,6 +3,7 @@ activity, and one user's 14-day timeline of synced absences."""
 
 from datetime import datetime, time, timedelta
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max, Q
 from django.shortcuts import redirect, render
@@ -14,7 +15,8 @@ from django_celery_beat.models import PeriodicTask
 
 from onex.models import AbsenceReason
 
-from ..models import Booking, Forwarding, MailboxSubscription, SyncedUser
+from .. import membership
+from ..models import Booking, Forwarding, MailboxSubscription, MembershipReport, SyncedUser
 from ..progress import sync_progress
 from ..rules import DecidedBy
 from .activity import activity_log_context
@@ -147,7 +149,26 @@ def dashboard(request, code):
         "timeline_user": email,
     }
     context.update(_timeline_context(integration, email))
+    context.update(_held_removals_context(integration))
     return render_tab(request, "calendarsync/dashboard.html", integration, "dashboard", context)
+
+
+HELD_SHOWN = 20  # of the held removals' addresses on the dashboard (the count is whole)
+
+
+def _held_removals_context(integration) -> dict:
+    """Katalog Synk's removals a run held for the admin's word (membership.must_hold)."""
+    report = MembershipReport.objects.filter(integration=integration).first()
+    if report is None or not report.held_removals or not membership.follows_groups(integration):
+        return {}
+    held = integration.users.filter(pk__in=report.held_removals)
+    return {
+        "held_count": held.count(),
+        "held_emails": list(held.order_by("email").values_list("email", flat=True)[:HELD_SHOWN]),
+        "held_users": integration.users.count(),
+        "hold_count": settings.MSS_GROUP_REMOVAL_HOLD_COUNT,
+        "hold_percent": round(settings.MSS_GROUP_REMOVAL_HOLD_SHARE * 100),
+    }
 
 
 @login_required

@@ -29,6 +29,7 @@ from ..forms import (
 )
 from ..models import Activity, SyncedUser
 from .common import get_integration, redirect_after_edit, render_tab, tab_url
+from .groups import groups_context
 
 PAGE_SIZE = 50
 EXPORT_CHUNK = 2000
@@ -70,6 +71,7 @@ def _users_context(request, integration, form=None):
         "state": state,
         "states": SyncedUser.State.choices,
         "form": form or AddUserForm(integration=integration),
+        **groups_context(integration, request.GET.get("group_q", "")),
     }
 
 

@@ -364,7 +364,7 @@ class Directory:
         self.changed = threading.Condition(self.lock)
         self.epoch = secrets.token_hex(4)
         self.mailboxes: dict[str, Mailbox] = {}
-        self.groups: dict[str, dict] = {}  # email -> {"name", "members": [emails]}
+        self.groups: dict[str, dict] = {}  # email -> {"name", "members"} (groups.py)
 
     def add_mailbox(self, email: str, name: str) -> Mailbox:
         with self.lock:

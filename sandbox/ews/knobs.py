@@ -29,6 +29,8 @@ class Knobs:
     retry_seconds: float = 30.0  # the first retry of a failed delivery; it doubles
     watermark_expired: bool = False  # Subscribe refuses any watermark (older than ~30 days)
     build: str = "Exchange2019"  # which Exchange answers (see BUILDS)
+    # ExpandDL lists at most this many members (IncludesLastItemInRange false); None: all
+    expand_dl_limit: int | None = None
     # Spoiled add-in identity tokens (addin.py): {"expired": true}, {"amurl": "<other URL>"},
     # {"unknown_key": true}, {"wrong_audience": true or "<aud>"}; {} = none.
     identity_token: dict = field(default_factory=dict)
@@ -82,6 +84,8 @@ def _valid(name, value) -> bool:
         return _number(value) and value > 0
     if name == "build":
         return value in BUILDS
+    if name == "expand_dl_limit":
+        return value is None or (_number(value) and isinstance(value, int))
     if name == "identity_token":
         return isinstance(value, dict) and set(value) <= IDENTITY_TOKEN_SPOILERS
     return False

@@ -7,6 +7,7 @@ ConvertId) are directory-wide. Field URIs asked for are noted in the request-log
 
 from datetime import datetime
 
+from . import groups
 from .calendar import Mailbox, parse_time
 from .items import ALL_PROPERTIES, calendar_item
 from .xml import child, find, findall, m, response, response_message, t, text_of
@@ -19,6 +20,7 @@ FOLDERS = {
     "calendar": ("CalendarFolder", "IPF.Appointment", "Kalender", "msgfolderroot"),
 }
 MIN_STATUS_FREQUENCY, MAX_STATUS_FREQUENCY = 1, 1440
+MAX_RESOLUTIONS = 100  # ResolveNames' candidates per answer
 
 
 class OperationError(Exception):
@@ -275,12 +277,12 @@ def _matches(sandbox, query: str):
         if box.email.startswith(query) or box.name.lower().startswith(query)
         or any(part.startswith(query) for part in box.name.lower().split())
     ]  # fmt: skip
-    groups = [
+    dls = [
         (email, group)
         for email, group in sandbox.directory.groups.items()
         if email.startswith(query) or group["name"].lower().startswith(query)
     ]
-    return people, groups
+    return people, dls
 
 
 def _mailbox_element(name, email, mailbox_type="Mailbox"):
@@ -315,8 +317,8 @@ def resolve_names(sandbox, box, request, entry):
     query = text_of(request, "m:UnresolvedEntry", "")
     full = request.get("ReturnFullContactData") in ("true", "1")
     entry["query"] = query
-    people, groups = _matches(sandbox, query)
-    total = len(people) + len(groups)
+    people, dls = _matches(sandbox, query)
+    total = len(people) + len(dls)
     if not total:
         return _single("ResolveNames", "ErrorNameResolutionNoResults",
                        "No results were found.")  # fmt: skip
@@ -329,34 +331,45 @@ def resolve_names(sandbox, box, request, entry):
             "Multiple results were found.",
         )
         message.set("ResponseClass", "Warning")
+    # Exchange answers at most 100 candidates, by display name, and says when it cut the list.
+    found = sorted(
+        [(person.name, person.email, person) for person in people]
+        + [(group["name"], email, None) for email, group in dls],
+        key=lambda row: (row[0].lower(), row[1]),
+    )[:MAX_RESOLUTIONS]
     resolutions = child(
-        message, m("ResolutionSet", TotalItemsInView=total, IncludesLastItemInRange=True)
+        message,
+        m("ResolutionSet", TotalItemsInView=total, IncludesLastItemInRange=total == len(found)),
     )
-    for person in people:
+    for name, email, person in found:
         resolution = child(resolutions, t("Resolution"))
-        resolution.append(_mailbox_element(person.name, person.email))
-        if full:
+        resolution.append(_mailbox_element(name, email, "Mailbox" if person else "PublicDL"))
+        if full and person:
             resolution.append(_contact(sandbox, person))
-    for email, group in groups:
-        resolution = child(resolutions, t("Resolution"))
-        resolution.append(_mailbox_element(group["name"], email, "PublicDL"))
+    entry["resolutions"] = len(found)
     return response("ResolveNames", [message])
 
 
 def expand_dl(sandbox, box, request, entry):
     email = (text_of(request, "m:Mailbox/t:EmailAddress", "") or "").lower()
     entry["group"] = email
-    group = sandbox.directory.groups.get(email)
-    if group is None:
+    members = groups.expansion(sandbox.directory, email)
+    if members is None:
         return _single("ExpandDL", "ErrorNameResolutionNoResults", "No results were found.")
-    members = [sandbox.directory.mailbox(e) for e in group["members"]]
-    members = [b for b in members if b is not None]
+    limit = sandbox.knobs.expand_dl_limit
+    shown = members if limit is None else members[:limit]
     message = response_message("ExpandDLResponseMessage")
     expansion = child(
-        message, m("DLExpansion", TotalItemsInView=len(members), IncludesLastItemInRange=True)
+        message,
+        m(
+            "DLExpansion",
+            TotalItemsInView=len(members),
+            IncludesLastItemInRange=len(shown) == len(members),
+        ),
     )
-    for member in members:
-        expansion.append(_mailbox_element(member.name, member.email))
+    for name, address, mailbox_type in shown:
+        expansion.append(_mailbox_element(name, address, mailbox_type))
+    entry["members"] = len(shown)
     return response("ExpandDL", [message])
 
 

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 
-from . import demo
+from . import demo, groups
 from .addin import IdentityTokens
 from .auth import DEFAULT_PASSWORD, DEFAULT_USERNAME, Accounts
 from .calendar import Directory, clean_booking_fields
@@ -100,12 +100,23 @@ class EwsSandbox:
             self.people[box.email] = {"extension": extension, "mobile": mobile}
         return box
 
-    def add_group(self, email: str, name: str, members):
+    # ----- distribution groups as if in Exchange admin (groups.py)
+
+    def add_group(self, email: str, name: str, members) -> dict:
         with self.directory.lock:
-            self.directory.groups[email.lower()] = {
-                "name": name,
-                "members": [m.lower() for m in members],
-            }
+            return groups.add_group(self.directory, email, name, members)
+
+    def change_group_members(self, email: str, *, add=(), remove=()) -> dict:
+        with self.directory.lock:
+            return groups.change_members(self.directory, email, add=add, remove=remove)
+
+    def delete_group(self, email: str) -> None:
+        with self.directory.lock:
+            groups.delete_group(self.directory, email)
+
+    def list_groups(self) -> list[dict]:
+        with self.directory.lock:
+            return groups.listing(self.directory)
 
     def _box(self, email):
         box = self.directory.mailbox(email)

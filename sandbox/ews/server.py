@@ -332,9 +332,32 @@ class Handler(TLSHandler):
             return self._send(200, {"value": found})
         if parts[0] == "mailboxes":
             return self._mailboxes(method, parts[1:], body)
-        if (method, path) == ("POST", "groups"):
-            sandbox.add_group(body["email"], body.get("name", body["email"]), body["members"])
-            return self._send(201, {"email": body["email"].lower()})
+        if parts[0] == "groups":
+            return self._groups(method, parts[1:], body)
+        return self._send(404, {"error": "not_found"})
+
+    def _groups(self, method, parts, body):
+        """Distribution groups as if in Exchange admin: list, add (or replace), change the
+        members ({"add": [...], "remove": [...]}), delete."""
+        sandbox = self.sandbox
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        if not parts and method == "GET":
+            return self._send(200, {"value": sandbox.list_groups()})
+        if not parts and method == "POST":
+            email = body.get("email")  # (a missing one is a bad request, not a 404)
+            group = sandbox.add_group(email, body.get("name", email), body.get("members", []))
+            return self._send(201, group)
+        if len(parts) == 2 and parts[1] == "members" and method == "POST":
+            if set(body) - {"add", "remove"}:
+                raise ValueError('members changes are {"add": [...], "remove": [...]}')
+            group = sandbox.change_group_members(
+                parts[0], add=body.get("add", []), remove=body.get("remove", [])
+            )
+            return self._send(200, group)
+        if len(parts) == 1 and method == "DELETE":
+            sandbox.delete_group(parts[0])
+            return self._send(204)
         return self._send(404, {"error": "not_found"})
 
     # ----- what Office.js does in the add-in's task pane (cross-origin, not logged)

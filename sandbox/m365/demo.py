@@ -13,6 +13,8 @@ import json
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from . import groups
+
 DEMO_TENANT_ID = "6d656d6f-0000-4000-8000-0000000000ab"
 DEMO_TENANT_NAME = "Demo AB"
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -34,6 +36,8 @@ PEOPLE = [
     ("fredrik.forsberg@demo.se", "Fredrik Forsberg"),
 ]
 ANNA, DAVID = PEOPLE[0][0], PEOPLE[3][0]  # David has Hänvisning in the One X demo
+# The Entra ID group whose members the integration follows (Katalog Synk): everyone above.
+DEMO_GROUP_NAME = "Kalenderkoppling"
 
 # Directory role template ids, as an ID token's `wids` claim lists them.
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
@@ -291,7 +295,7 @@ def demo_tenant(now: datetime, addin_id: str = DEFAULT_ADDIN_ID) -> dict:
         users[user["id"]] = user
         mailbox = fortnight(email, index, now) + current.get(email, [])
         events[user["id"]] = {event["id"]: event for event in mailbox}
-    return {
+    tenant = {
         "id": DEMO_TENANT_ID,
         "name": DEMO_TENANT_NAME,
         "consented": False,
@@ -300,3 +304,16 @@ def demo_tenant(now: datetime, addin_id: str = DEFAULT_ADDIN_ID) -> dict:
         # Directory roles by user id, apart from the users (Graph's user resource has no roles).
         "roles": {user_id(email): list(wids) for email, wids in ROLES.items()},
     }
+    groups.create_group(
+        tenant,
+        DEMO_GROUP_NAME,
+        group_id=demo_group_id(),
+        description="Medarbetare vars kalendrar kopplas till One X",
+        created="2026-01-01T08:00:00Z",
+        members=[(user_id(email), "user") for email, _name in PEOPLE],
+    )
+    return tenant
+
+
+def demo_group_id() -> str:
+    return user_id(f"group/{DEMO_GROUP_NAME}")

@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from .. import cors
 from ..tls import TLSHandler, TLSServer
-from . import addin, batch, calendar, delivery, demo, errors, odata, signin
+from . import addin, batch, calendar, delivery, demo, errors, groups, odata, signin
 from .errors import GraphError, graph_error
 
 DEFAULT_CLIENT_ID = "00000000-0000-0000-0000-0000000000aa"
@@ -192,6 +192,7 @@ class Sandbox:
         # "now" are this start's, wherever an earlier start today put them.
         kept = self.tenants[demo.DEMO_TENANT_ID]
         kept.setdefault("roles", fresh_demo["roles"])  # saved before the sign-in had roles
+        kept.setdefault("directory", fresh_demo["directory"])  # saved before it had groups
         for email, events in demo.happening_now(self.started, self.addin_id).items():
             mailbox = kept["events"].setdefault(demo.user_id(email), {})
             mailbox.update({event["id"]: event for event in events})
@@ -526,6 +527,11 @@ class Sandbox:
                 return self.event_item(tenant, user, rest[1], method, query, headers, body)
         if parts and parts[0] == "subscriptions":
             return self.subscriptions_api(tenant, method, parts[1:], body or {})
+        if parts and parts[0] == "groups":
+            with self.lock:
+                return groups.route(
+                    tenant, method, parts[1:], query, headers, self.base_url, USER_PROPERTIES
+                )
         return graph_error(
             400, "BadRequest", f"Resource not found for the segment '{parts[-1] if parts else ''}'."
         )
@@ -1205,7 +1211,8 @@ class Handler(signin.SignInPages, addin.AddinEndpoints, TLSHandler):
 <title>Permissions requested</title></head><body style="font-family:sans-serif;max-width:40em">
 <h1>Permissions requested — Accept for your organization</h1>
 <p><b id="app-name">{html.escape(sandbox.app_name)}</b> (sandbox) wants to:
-<b>Read calendars in all mailboxes</b> (Calendars.Read, application permission).</p>
+<b>Read calendars in all mailboxes</b> (Calendars.Read, application permission) and
+<b>Read all group memberships</b> (GroupMember.Read.All, application permission).</p>
 <p>You are signed in as a Global Administrator of the organization below.</p>
 <form method="post" action="/consent">{hidden}{options}
 <p><button name="answer" value="accept" id="accept">Accept</button>
@@ -1418,6 +1425,15 @@ class Handler(signin.SignInPages, addin.AddinEndpoints, TLSHandler):
         if rest == ["permissions"] and method == "POST":
             tenant["permissions_removed"] = bool(body.get("removed"))
             return self._send(200, {"permissions_removed": tenant["permissions_removed"]})
+        if rest == ["app-roles"] and method == "POST":
+            # The application permissions the tenant consented to (None: all the app asks for).
+            roles = body.get("roles")
+            with sandbox.lock:
+                tenant["app_roles"] = None if roles is None else [str(r) for r in roles]
+            sandbox.save()
+            return self._send(200, {"app_roles": tenant["app_roles"]})
+        if rest and rest[0] == "groups":
+            return self._control_groups(method, tenant, rest[1:], body)
         if rest == ["users"] and method == "POST":
             user = sandbox.add_user(
                 tenant["id"],
@@ -1444,6 +1460,62 @@ class Handler(signin.SignInPages, addin.AddinEndpoints, TLSHandler):
                 status, _, out = sandbox.event_item(tenant, user, rest[3], method, {}, {}, body)
                 return self._send(status, out)
         self._send(404, {"error": "unknown sandbox endpoint"})
+
+    def _control_groups(self, method, tenant, rest, body):
+        """Group changes as if made in Entra ID; each one shows in the next delta round."""
+        sandbox = self.sandbox
+        with sandbox.lock:
+            found = groups.directory(tenant)["groups"]
+            if rest == [] and method == "GET":
+                return self._send(200, {"value": [groups.summary(g) for g in found.values()]})
+            if rest == [] and method == "POST":
+                members = [self._member(tenant, key) for key in body.get("members", [])]
+                members += [self._member(tenant, key, "group") for key in body.get("groups", [])]
+                if None in members:
+                    return self._send(404, {"error": "no such user or group"})
+                group = groups.create_group(
+                    tenant,
+                    str(body.get("displayName", "Group")),
+                    group_id=body.get("id"),
+                    description=body.get("description"),
+                    created=iso(now_utc()),
+                    members=members,
+                )
+                answer = (201, groups.summary(group))
+            elif rest == ["delta-reset"] and method == "POST":
+                groups.reset_delta(tenant)
+                answer = (200, {"reset": True})
+            elif len(rest) == 1 and method == "DELETE":
+                if not groups.delete_group(tenant, rest[0]):
+                    return self._send(404, {"error": "no such group"})
+                answer = (204, None)
+            elif len(rest) >= 2 and rest[1] == "members" and rest[0] in found:
+                keys = body.get("members", []) if len(rest) == 2 else [rest[2]]
+                members = [self._member(tenant, key) for key in keys]
+                if None in members:
+                    return self._send(404, {"error": "no such user or group"})
+                if method == "POST" and len(rest) == 2:
+                    changed = [groups.add_member(tenant, rest[0], *m) for m in members]
+                elif method == "DELETE":
+                    changed = [groups.remove_member(tenant, rest[0], m[0]) for m in members]
+                else:
+                    return self._send(404, {"error": "unknown sandbox endpoint"})
+                answer = (200, {"changed": sum(changed), **groups.summary(found[rest[0]])})
+            else:
+                return self._send(404, {"error": "unknown sandbox endpoint"})
+        sandbox.save()
+        return self._send(*answer)
+
+    def _member(self, tenant, key, kind=None) -> tuple[str, str] | None:
+        """A user (id, mail or UPN) or a group (id or display name) of the tenant."""
+        key = str(key)
+        user = None if kind == "group" else self.sandbox.find_user(tenant, key)
+        if user is not None:
+            return user["id"], "user"
+        for group in groups.directory(tenant)["groups"].values():
+            if key.lower() in (group["id"], group["displayName"].lower()):
+                return group["id"], "group"
+        return None
 
 
 class M365Server(TLSServer):

@@ -223,8 +223,11 @@ class GraphClient:
         params=None,
         json=None,
         headers=None,
+        errors=None,
     ) -> dict | None:
-        """A Graph call with throttling handled; returns the JSON body (None for 204)."""
+        """A Graph call with throttling handled; returns the JSON body (None for 204).
+        `errors(status, body)`: the caller's own reading of a failure (a ProviderError, or
+        None for the general one), for calls whose 403 or 404 mean something narrower."""
         url = self.url(path)
         if params:
             url += ("&" if "?" in url else "?") + urlencode(params)
@@ -244,7 +247,9 @@ class GraphClient:
                 break
         if response.status_code < 300:
             return response.json() if response.content else None
-        raise classify_graph_error(response.status_code, _json_or_none(response), mailbox=mailbox)
+        body = _json_or_none(response)
+        own = errors(response.status_code, body) if errors else None
+        raise own or classify_graph_error(response.status_code, body, mailbox=mailbox)
 
     def batch(self, steps: list[dict]) -> dict[str, dict]:
         """Run up to 20 steps in one $batch; inner 429s wait for their Retry-After and are
