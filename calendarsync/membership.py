@@ -100,13 +100,13 @@ def _apply(integration, groups, members, *, confirmed: set[int]) -> Outcome:
     )
     by_address = {_address(s.email): s for s in subscriptions}
     matched: dict[int, Subscription] = {}
-    without: dict[str, None] = {}  # an ordered set: a person in two groups is one line
+    without: set[str] = set()  # a person in two groups is one line
     for group in groups:
         count = 0
         for email, upn in members[group.pk].values():
             found = by_address.get(_address(email)) or by_address.get(_address(upn))
             if found is None:
-                without.setdefault(_address(email) or _address(upn))
+                without.add(_address(email) or _address(upn))
                 continue
             matched[found.pk] = found
             count += 1
@@ -136,7 +136,7 @@ def _apply(integration, groups, members, *, confirmed: set[int]) -> Outcome:
         if user.subscription_id not in matched and (only_groups or user.from_groups)
     ]
     outcome = Outcome(
-        without_subscription=list(without)[:REPORT_LIMIT],
+        without_subscription=sorted(without)[:REPORT_LIMIT],
         synced_elsewhere=sorted(_address(s.email) for s in synced_elsewhere)[:REPORT_LIMIT],
         not_in_groups=sorted(_address(s.email) for s in subscriptions if s.pk not in matched)[
             :REPORT_LIMIT

@@ -252,6 +252,10 @@ class PushReceiver:
 
     def __init__(self):
         self.answer = "OK"
+        # Cleared, the receiver holds every delivery unanswered (Exchange's pusher then waits,
+        # as it does for a slow endpoint, and changes pile up behind it).
+        self.open = threading.Event()
+        self.open.set()
         self.notifications = []  # exchangelib Notification objects, in arrival order
         self.hits = 0
         self.changed = threading.Condition()
@@ -268,6 +272,8 @@ class PushReceiver:
                 with receiver.changed:
                     receiver.hits += 1
                     answer = receiver.answer
+                    receiver.changed.notify_all()
+                receiver.open.wait(timeout=30)
                 if answer == 500:
                     self.send_response(500)
                     self.send_header("Content-Length", "0")

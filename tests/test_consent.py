@@ -379,6 +379,12 @@ def test_the_demo_command_connects_demo_ab_to_the_sandbox_tenant_idempotently(
     integration = Integration.objects.get(company=company, kind="graph")
     assert integration.status == Integration.Status.CONNECTED
     assert integration.tenant_id == DEMO_TENANT
+    # The users follow the tenant's group Kalenderkoppling: its one member with a subscription
+    # in this company is Anna; the others are in the report.
     assert list(integration.users.values_list("email", flat=True)) == [ANNA]
+    assert integration.user_source == Integration.UserSource.GROUPS
+    report = integration.membership_report
+    assert "gustav.gran@demo.se" in report.without_subscription
+    assert report.added == []  # the second run: Anna came with the first
     assert Activity.objects.filter(integration=integration, event="consent_granted").count() == 1
     assert len(callbacks) == 2  # one first sync and one subscription for the one new user

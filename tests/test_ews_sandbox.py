@@ -302,9 +302,15 @@ def test_status_events_and_more_events(ews, person, push_receiver):
     ews.knobs(status_seconds=0.3)
     subscribe(ews, push_receiver)
     push_receiver.wait_for(lambda r: any(isinstance(e, StatusEvent) for e in r.events()))
+    # The next status delivery is held unanswered while 12 changes pile up: then they go out
+    # in batches of 10, the first saying more follow (however fast the pusher is).
+    push_receiver.open.clear()
+    hits = push_receiver.hits
+    push_receiver.wait_for(lambda r: r.hits > hits, message="a held delivery")
     for number in range(12):
         ews.create_event(person, subject=f"Möte {number}", start="2030-03-04T09:00:00Z",
                          end="2030-03-04T10:00:00Z")  # fmt: skip
+    push_receiver.open.set()
     push_receiver.wait_for(
         lambda r: sum(isinstance(e, CreatedEvent) for e in r.events()) == 12, message="12 events"
     )

@@ -4,6 +4,7 @@ keeps an emptied group from removing everyone until an admin confirms."""
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from calendarsync import membership, providers, tasks
 from calendarsync.models import Activity, FollowedGroup, Integration, MembershipReport, SyncedUser
@@ -72,7 +73,9 @@ def test_members_with_a_subscription_are_added_by_email_then_upn(integration, di
     group = integration.groups.get()
     assert group.matched == 2 and len(group.members) == 3 and group.read_at
     entry = Activity.objects.get(integration=integration, message_id="group_members_synced")
-    assert entry.message == (
+    with translation.override("sv"):
+        message = entry.message
+    assert message == (
         "Synkade användare från grupperna: 2 användare tillagda; 1 medlem utan One X-abonnemang."
     )
 
@@ -135,7 +138,8 @@ def test_a_failed_read_changes_nothing_and_keeps_the_last_report(integration, di
     assert outcome.error == "group_not_found" and outcome.removing_ids == []
     report = MembershipReport.objects.get(integration=integration)
     assert report.added == ["p0@demo.se"] and report.failed_at
-    assert "finns inte längre" in report.error_text
+    with translation.override("sv"):
+        assert "finns inte längre" in report.error_text
     assert integration.users.count() == 1
 
 

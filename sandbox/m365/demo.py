@@ -36,8 +36,11 @@ PEOPLE = [
     ("fredrik.forsberg@demo.se", "Fredrik Forsberg"),
 ]
 ANNA, DAVID = PEOPLE[0][0], PEOPLE[3][0]  # David has Hänvisning in the One X demo
-# The Entra ID group whose members the integration follows (Katalog Synk): everyone above.
+# The Entra ID group whose members the integration follows (Katalog Synk): everyone above, and
+# a consultant with a mailbox but no One X subscription (the membership report's "no
+# subscription" line).
 DEMO_GROUP_NAME = "Kalenderkoppling"
+CONSULTANT = ("gustav.gran@demo.se", "Gustav Gran (konsult)")
 
 # Directory role template ids, as an ID token's `wids` claim lists them.
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
@@ -295,6 +298,8 @@ def demo_tenant(now: datetime, addin_id: str = DEFAULT_ADDIN_ID) -> dict:
         users[user["id"]] = user
         mailbox = fortnight(email, index, now) + current.get(email, [])
         events[user["id"]] = {event["id"]: event for event in mailbox}
+    consultant = make_user(*CONSULTANT)
+    users[consultant["id"]], events[consultant["id"]] = consultant, {}
     tenant = {
         "id": DEMO_TENANT_ID,
         "name": DEMO_TENANT_NAME,
@@ -310,7 +315,7 @@ def demo_tenant(now: datetime, addin_id: str = DEFAULT_ADDIN_ID) -> dict:
         group_id=demo_group_id(),
         description="Medarbetare vars kalendrar kopplas till One X",
         created="2026-01-01T08:00:00Z",
-        members=[(user_id(email), "user") for email, _name in PEOPLE],
+        members=[(user_id(email), "user") for email, _name in [*PEOPLE, CONSULTANT]],
     )
     return tenant
 

@@ -1,8 +1,9 @@
 """Connect Demo AB's Exchange Online integration to the M365 sandbox's demo tenant (idempotent).
 
 `make run` calls it once the sandboxes listen: the integration is confirmed with a real token
-for the tenant (as the consent callback does), Demo AB's One X people become synced users, and
-each gets a first sync; the worker subscribes their mailboxes to change notifications.
+for the tenant (as the consent callback does) and follows the tenant's group "Kalenderkoppling"
+(Katalog Synk): one membership run makes its members with a One X subscription synced users,
+each with a first sync; the worker subscribes their mailboxes to change notifications.
 """
 
 import time
@@ -10,14 +11,15 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from calendarsync import actors, lifecycle, tasks
-from calendarsync.models import Integration, SyncedUser
+from calendarsync import actors, lifecycle, membership, providers, tasks
+from calendarsync.models import FollowedGroup, Integration
 from calendarsync.providers.base import ProviderError
 from calendarsync.providers.graph.client import confirm_tenant
 from onex.models import Company
 
 # The M365 sandbox's Demo AB tenant (sandbox/m365/demo.py); product code never imports it.
 DEMO_TENANT = "6d656d6f-0000-4000-8000-0000000000ab"
+DEMO_GROUP = "Kalenderkoppling"
 
 
 class Command(BaseCommand):
@@ -70,14 +72,18 @@ class Command(BaseCommand):
         return integration
 
     def _users(self, company, integration):
-        added = []
-        for subscription in company.subscriptions.filter(active=True).order_by("email"):
-            user, created = SyncedUser.objects.get_or_create(
-                integration=integration,
-                email=subscription.email,
-                defaults={"subscription": subscription},
-            )
-            if created:
-                added.append(user)
-        tasks.start_syncing(integration.users.filter(pk__in=[user.pk for user in added]))
-        return added
+        """Follow the demo group, found by name as an admin's search finds it, and run it."""
+        found = providers.groups_for(integration).find_groups(DEMO_GROUP)
+        group = next((group for group in found if group.name == DEMO_GROUP), None)
+        if group is None:
+            raise CommandError(f"The sandbox tenant has no group {DEMO_GROUP}.")
+        integration.user_source = Integration.UserSource.GROUPS
+        integration.save(update_fields=["user_source", "updated_at"])
+        FollowedGroup.objects.get_or_create(
+            integration=integration, provider_id=group.provider_id, defaults={"name": group.name}
+        )
+        outcome = membership.run(integration)
+        if outcome.error:
+            raise CommandError(f"The demo group could not be read: {outcome.error}")
+        tasks.start_syncing(integration.users.filter(pk__in=outcome.added_ids))
+        return outcome.added_ids
