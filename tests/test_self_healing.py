@@ -44,6 +44,7 @@ from onex.operations import InMemoryAbsences
 from sandbox.ews import push
 from sandbox.ews.calendar import Change, Mailbox
 from tests.calendar_factory import NOW, item
+from tests.faults.processes import deployed_worker_switches
 from tests.m365_sandbox import ANNA, DEMO_TENANT, wait_for
 from tests.test_e2e_graph import _reset_celery_connections, database_url
 
@@ -776,7 +777,7 @@ def add_meeting(m365, tenant, email, hours):
 @pytest.fixture
 def fault_stack(company, m365, onex_sandbox, settings, tmp_path, monkeypatch, transactional_db):
     """Six Graph mailboxes with a meeting each, a One X sandbox that answers slowly, and a real
-    `celery worker` (prefork, gossip and heartbeats on, as deployed) on a Redis of its own."""
+    `celery worker` (prefork, started with the deploy recipe's switches) on a Redis of its own."""
     tenant = m365.add_tenant("Fel AB", users=FAULT_PEOPLE)
     onex_sandbox.put_company(
         "demo-ab",
@@ -824,7 +825,7 @@ def fault_stack(company, m365, onex_sandbox, settings, tmp_path, monkeypatch, tr
     celery = str(Path(sys.executable).with_name("celery"))
     worker = subprocess.Popen(
         [celery, "-A", "mss", "worker", "-l", "info", "-Q", worker_queues(queue),
-         "-n", f"{queue}@%h", "--concurrency", "2"],
+         "-n", f"{queue}@%h", "--concurrency", "2", *deployed_worker_switches()],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     saved = {
@@ -911,6 +912,18 @@ def test_the_worker_survives_redis_restarts_mid_resync_and_finishes_the_work(
     log = stack.log.read_text()
     assert stack.worker.poll() is None and "Unrecoverable error" not in log
     assert len(onex_sandbox.absences("demo-ab")) == len(FAULT_PEOPLE) + 1  # none twice
+
+
+def test_every_worker_starts_without_gossip_and_mingle():
+    # Celery 5's worker can reconnect to a restarted Redis and never consume again while gossip
+    # and mingle are on (celery/celery#8030); every way we start one turns them off.
+    assert deployed_worker_switches() == ["--without-gossip", "--without-mingle"]
+    units = sorted((REPO / "deploy" / "systemd").glob("mss-worker-*.service"))
+    makefile = (REPO / "Makefile").read_text().splitlines()
+    commands = [line for unit in units for line in unit.read_text().splitlines()]
+    workers = [line for line in commands + makefile if "celery -A mss worker" in line]
+    assert len(units) == 2 and len(workers) == 4
+    assert all("--without-gossip --without-mingle" in line for line in workers), workers
 
 
 def test_no_countdown_outlives_the_brokers_visibility_timeout(settings):

@@ -24,6 +24,15 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+def deployed_worker_switches() -> list[str]:
+    """The `--without-…` switches the deploy recipe's workers start with, so that a test's worker
+    meets a broker outage the way a deployed one does (with gossip and mingle on, Celery 5's worker
+    can reconnect to a restarted Redis and never consume again)."""
+    unit = (REPO / "deploy/systemd/mss-worker-bulk.service").read_text()
+    command = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    return [word for word in command.split() if word.startswith("--without-")]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -245,6 +254,7 @@ def worker_service(
         str(concurrency),
         "-n",
         f"{name}@%h",
+        *deployed_worker_switches(),
     ]
     return Service(
         name, argv, env=env, log_dir=log_dir, ready=lambda s: " ready." in s.log_since_start()
