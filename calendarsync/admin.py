@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -13,6 +13,7 @@ from .crypto import mask
 from .models import (
     Activity,
     Booking,
+    FollowedGroup,
     Integration,
     IntegrationNeedingAttention,
     MailboxSubscription,
@@ -63,6 +64,26 @@ class SyncRuleInline(admin.TabularInline):
     autocomplete_fields = ["reason"]
 
 
+class FollowedGroupInline(admin.TabularInline):
+    # The company admin picks the groups on the Användare tab; support reads them here.
+    model = FollowedGroup
+    extra = 0
+    can_delete = False
+    fields = ["name", "directory_id", "member_count", "matched", "read_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("id in the directory"))
+    def directory_id(self, obj):
+        return obj.provider_id  # Entra ID's group id, or the distribution group's address
+
+    @admin.display(description=_("members"))
+    def member_count(self, obj):
+        return len(obj.members)
+
+
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
     form = IntegrationAdminForm
@@ -82,8 +103,28 @@ class IntegrationAdmin(admin.ModelAdmin):
         # Katalog Synk is the company admin's choice on the Användare tab (it adds or
         # removes users); support sees it here.
         "user_source",
+        "last_membership_run",
     ]
-    inlines = [SyncRuleInline]
+    inlines = [SyncRuleInline, FollowedGroupInline]
+
+    @admin.display(description=_("last membership run"))
+    def last_membership_run(self, obj):
+        report = getattr(obj, "membership_report", None)
+        if report is None:
+            return "—"
+        summary = gettext(
+            "%(finished)s: %(added)d added, %(removed)d removed, %(without)d without a One X "
+            "subscription, %(held)d removals held"
+        ) % {
+            "finished": formats.localize(timezone.localtime(report.finished_at)),
+            "added": len(report.added),
+            "removed": report.removed,
+            "without": len(report.without_subscription),
+            "held": len(report.held_removals),
+        }
+        if report.error:
+            summary += " · " + gettext("last run failed: %(error)s") % {"error": report.error_text}
+        return summary
 
     @admin.display(description=_("password stored"))
     def password_set(self, obj):

@@ -1,12 +1,15 @@
 import pytest
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone, translation
 
 from calendarsync import actors
 from calendarsync.models import (
     Activity,
     Booking,
+    FollowedGroup,
     MailboxSubscription,
+    MembershipReport,
     SyncedUser,
     SyncRule,
 )
@@ -86,6 +89,8 @@ def test_it_keeps_the_password_when_admin_leaves_it_empty(staff_client, integrat
             "ews_password": "",
             "rules-TOTAL_FORMS": 0,
             "rules-INITIAL_FORMS": 0,
+            "groups-TOTAL_FORMS": 0,
+            "groups-INITIAL_FORMS": 0,
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -97,3 +102,52 @@ def test_it_keeps_the_password_when_admin_leaves_it_empty(staff_client, integrat
 def test_it_denies_admin_to_company_admins(admin_client):
     response = admin_client.get(reverse("admin:index"))
     assert response.status_code == 302
+
+
+def test_staff_read_the_followed_groups_and_the_last_membership_run(
+    staff_client, integration, company
+):
+    group = FollowedGroup.objects.create(
+        integration=integration,
+        provider_id="g-1",
+        name="Kalenderkoppling",
+        members={"m1": ["anna@demo.se", "anna@demo.se"], "m2": ["bo@demo.se", "bo@demo.se"]},
+        matched=1,
+    )
+    MembershipReport.objects.create(
+        integration=integration,
+        finished_at=timezone.now(),
+        added=["anna@demo.se"],
+        removed=3,
+        without_subscription=["bo@demo.se"],
+        held_removals=[7, 8],
+        error="group_not_found",
+    )
+    url = reverse("admin:calendarsync_integration_change", args=[integration.pk])
+    with translation.override("en"):
+        body = staff_client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Kalenderkoppling" in body and "g-1" in body
+    assert "1 added, 3 removed, 1 without a One X subscription, 2 removals held" in body
+    assert "last run failed" in body
+    assert 'name="groups-0-name"' not in body  # read only: chosen by the company admin
+
+    # Saving the integration keeps its groups (the inline posts only their ids).
+    response = staff_client.post(
+        url,
+        {
+            "company": company.pk,
+            "kind": "graph",
+            "name": "Renamed",
+            "active": "on",
+            "days_ahead": 14,
+            "rules-TOTAL_FORMS": 0,
+            "rules-INITIAL_FORMS": 0,
+            "groups-TOTAL_FORMS": 1,
+            "groups-INITIAL_FORMS": 1,
+            "groups-0-id": group.pk,
+            "groups-0-integration": integration.pk,
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    group.refresh_from_db()
+    assert group.name == "Kalenderkoppling" and len(group.members) == 2
