@@ -1,12 +1,15 @@
 """What the Graph benchmarks share: the Microsoft 365 sandbox as a child process and a company
 with an integration of N mailboxes (never used by the product)."""
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import requests
 from django.conf import settings
 from django.core.management.base import CommandError
 
@@ -57,6 +60,24 @@ def start_m365_sandbox(
     if "M365 sandbox on" not in line:
         raise CommandError(f"the sandbox did not start: {line}")
     return process, f"https://127.0.0.1:{port}", str(ca_file)
+
+
+@contextlib.contextmanager
+def graph_pointed_at_sandbox(port: int = 0):
+    """The sandbox for one benchmark run, with the product's Graph settings pointing at it:
+    yields (base URL, a session for the sandbox's controls); stopped afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        process, base_url, ca_file = start_m365_sandbox(Path(tmp), port)
+        try:
+            settings.MS_LOGIN_URL = base_url
+            settings.MS_GRAPH_URL = base_url + "/v1.0"
+            settings.MS_CA_BUNDLE = ca_file
+            control = requests.Session()
+            control.trust_env, control.verify = False, ca_file
+            yield base_url, control
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def bench_integration(tag: str, tenant_id: str, mailboxes) -> Integration:

@@ -14,20 +14,16 @@ Prints mailboxes per second and Graph HTTP requests per mailbox (a JSON batch co
 steps are shown separately). The product reaches the sandbox only through settings, as always.
 """
 
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 
-import requests
-from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
 from calendarsync import sync
-from calendarsync.management.graph_bench import bench_integration, start_m365_sandbox
+from calendarsync.management.graph_bench import bench_integration, graph_pointed_at_sandbox
 from calendarsync.models import Booking, SyncedUser
 from calendarsync.providers.base import ProviderError
 from calendarsync.providers.graph.client import GraphClient
@@ -57,20 +53,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        with tempfile.TemporaryDirectory() as tmp:
-            process, base_url, ca_file = start_m365_sandbox(Path(tmp), options["port"])
-            try:
-                self._run(base_url, ca_file, options)
-            finally:
-                process.terminate()
-                process.wait(timeout=10)
+        with graph_pointed_at_sandbox(options["port"]) as (base_url, control):
+            self._run(base_url, control, options)
 
-    def _run(self, base_url, ca_file, options):
-        settings.MS_LOGIN_URL = base_url
-        settings.MS_GRAPH_URL = base_url + "/v1.0"
-        settings.MS_CA_BUNDLE = ca_file
-        control = requests.Session()
-        control.trust_env, control.verify = False, ca_file
+    def _run(self, base_url, control, options):
         count = options["mailboxes"]
         started = time.perf_counter()
         control.post(

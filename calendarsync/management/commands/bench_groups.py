@@ -14,17 +14,13 @@ syncs, removals) are not run. The product reaches the sandbox only through setti
 """
 
 import os
-import tempfile
 import time
-from pathlib import Path
 
-import requests
-from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from calendarsync import membership
-from calendarsync.management.graph_bench import start_m365_sandbox
+from calendarsync.management.graph_bench import graph_pointed_at_sandbox
 from calendarsync.models import FollowedGroup, Integration
 from onex.models import Company, Subscription
 
@@ -50,20 +46,10 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=0, help="0 = a free port")
 
     def handle(self, *args, **options):
-        with tempfile.TemporaryDirectory() as tmp:
-            process, base_url, ca_file = start_m365_sandbox(Path(tmp), options["port"])
-            try:
-                self._run(base_url, ca_file, options)
-            finally:
-                process.terminate()
-                process.wait(timeout=10)
+        with graph_pointed_at_sandbox(options["port"]) as (base_url, control):
+            self._run(base_url, control, options)
 
-    def _run(self, base_url, ca_file, options):
-        settings.MS_LOGIN_URL = base_url
-        settings.MS_GRAPH_URL = base_url + "/v1.0"
-        settings.MS_CA_BUNDLE = ca_file
-        control = requests.Session()
-        control.trust_env, control.verify = False, ca_file
+    def _run(self, base_url, control, options):
         count = options["members"]
         people = [_email(n) for n in range(count + CHANGES)]
 
