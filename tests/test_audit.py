@@ -299,6 +299,8 @@ def test_django_admin_changes_name_telenor_support(staff_client, integration):
             "all_meetings_private": "on",
             "rules-TOTAL_FORMS": "0",
             "rules-INITIAL_FORMS": "0",
+            "groups-TOTAL_FORMS": "0",  # the followed groups (read only)
+            "groups-INITIAL_FORMS": "0",
             "ews_url": "",
             "ews_username": "",
             "ews_password": "",

@@ -254,6 +254,8 @@ def test_django_admin_aktiv_goes_through_the_state_machine(
         "ews_password": "",
         "rules-TOTAL_FORMS": "0",
         "rules-INITIAL_FORMS": "0",
+        "groups-TOTAL_FORMS": "0",  # the followed groups (read only)
+        "groups-INITIAL_FORMS": "0",
     }
     with django_capture_on_commit_callbacks(execute=True):
         assert staff.post(url, form).status_code == 302
