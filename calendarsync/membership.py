@@ -59,9 +59,10 @@ def run(integration: Integration, *, actor: Actor = actors.SYSTEM, confirmed=())
     """One membership run. `confirmed`: the held removals (synced user ids) an admin agreed
     to; they go if the run still finds them outside every group. The caller starts the new
     users' syncing and the removals (`added_ids`, `removing_ids`)."""
-    groups = list(integration.groups.all())
-    if not follows_groups(integration) or not groups:
+    if not follows_groups(integration):
         return Outcome()
+    # No group left (the admin unfollowed the last one): its members left every group.
+    groups = list(integration.groups.all())
     try:
         members = _read(integration, groups)
     except ProviderError as error:

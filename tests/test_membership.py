@@ -96,6 +96,19 @@ def test_leavers_go_hand_added_users_stay_unless_groups_only(integration, direct
     assert hand_added.pk in outcome.removing_ids
 
 
+def test_unfollowing_the_last_group_removes_its_members_after_the_hold(
+    integration, directory, people
+):
+    _follow(integration, directory, [_member(i) for i in range(3)])
+    membership.run(integration)
+    integration.groups.all().delete()
+    outcome = membership.run(integration)
+    assert outcome.removing_ids == [] and len(outcome.held) == 3  # all of them: held
+    outcome = membership.run(integration, confirmed=outcome.held)
+    assert sorted(outcome.removing_ids) == sorted(integration.users.values_list("pk", flat=True))
+    assert integration.membership_report.held_removals == []
+
+
 def test_a_member_another_integration_syncs_stays_there(integration, company, directory, people):
     other = Integration.objects.create(company=company, kind="ews", name="On Prem")
     SyncedUser.objects.create(integration=other, subscription=people[0], email="p0@demo.se")
