@@ -1,6 +1,7 @@
 """Forms of the Microsoft Sync pages. Help texts use the seed's own explanations."""
 
 import re
+import uuid
 from dataclasses import dataclass
 
 from django import forms
@@ -412,7 +413,23 @@ class UserSourceForm(forms.Form):
 
 
 class FollowGroupForm(forms.Form):
-    """A group from the search's results (its id and name as the directory gave them)."""
+    """A group from the search's results (its id and name as the directory gave them). The id
+    goes into the provider's requests, so it must look like one: an Entra ID group's is a
+    GUID, a distribution group's its email address."""
 
     provider_id = forms.CharField(max_length=320)
     name = forms.CharField(max_length=256)
+
+    def __init__(self, *args, kind: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+
+    def clean_provider_id(self):
+        value = self.cleaned_data["provider_id"].strip()
+        try:
+            if self.kind == Integration.Kind.GRAPH:
+                return str(uuid.UUID(value))
+            validate_email(value)
+        except (ValueError, forms.ValidationError):
+            raise forms.ValidationError(_("This is not a group from the search.")) from None
+        return value.lower()

@@ -205,9 +205,48 @@ def test_another_companys_group_pages_are_404(admin_client, other_company):
     group = FollowedGroup.objects.create(integration=theirs, provider_id="g", name="G")
     for name, args in [
         ("group_unfollow", [theirs.code, group.pk]),
+        ("group_follow", [theirs.code]),
         ("groups_sync", [theirs.code]),
         ("removals_confirm", [theirs.code]),
         ("user_source", [theirs.code]),
     ]:
         assert admin_client.post(reverse(f"calendarsync:{name}", args=args)).status_code == 404
     assert FollowedGroup.objects.filter(pk=group.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "given", "kept"),
+    [
+        ("graph", "0F8FAD5B-D9CB-469F-A165-70867728950E", "0f8fad5b-d9cb-469f-a165-70867728950e"),
+        ("ews", " Alla@DemoKommun.se ", "alla@demokommun.se"),
+    ],
+)
+def test_a_followed_group_is_kept_by_its_directory_id(
+    admin_client, integration, kind, given, kept, monkeypatch
+):
+    integration.kind, integration.user_source = kind, Integration.UserSource.GROUPS
+    integration.save()
+    monkeypatch.setattr(tasks, "request_membership_run", lambda *a, **kw: None)
+    url = reverse("calendarsync:group_follow", args=[integration.code])
+    admin_client.post(url, {"provider_id": given, "name": "Alla"})
+    assert list(integration.groups.values_list("provider_id", flat=True)) == [kept]
+
+
+@pytest.mark.parametrize(
+    ("kind", "given"),
+    [
+        ("graph", "0f8fad5b-d9cb-469f-a165-70867728950e/../../../users"),
+        ("graph", "x' or id ne '"),
+        ("ews", "alla"),
+    ],
+)
+def test_an_id_the_directory_would_not_give_is_refused_in_swedish(
+    admin_client, integration, kind, given
+):
+    # The id goes into Graph's paths and filters and EWS's requests: only a real one passes.
+    integration.kind, integration.user_source = kind, Integration.UserSource.GROUPS
+    integration.save()
+    url = reverse("calendarsync:group_follow", args=[integration.code])
+    response = admin_client.post(url, {"provider_id": given, "name": "Alla"}, follow=True)
+    assert "Välj en grupp bland sökresultaten." in response.content.decode()
+    assert not integration.groups.exists()

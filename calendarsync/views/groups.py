@@ -103,7 +103,7 @@ def _search_error(error: ProviderError) -> str:
 @require_POST
 def group_follow(request, code):
     integration = get_integration(request, code)
-    form = FollowGroupForm(request.POST)
+    form = FollowGroupForm(request.POST, kind=integration.kind)
     url = tab_url(integration, "users")
     if not form.is_valid():
         messages.error(request, _("Choose a group from the search results."))
