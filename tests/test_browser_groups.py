@@ -48,3 +48,33 @@ def test_an_admin_chooses_a_group_and_reads_the_report(world, m365, company, bro
     assert SyncedUser.objects.get(integration=integration, email=ANNA).from_groups
     assert axe_violations(page) == []
     camera("group-report")
+
+
+@pytest.mark.browser
+def test_without_javascript_the_search_and_the_follow_are_plain_forms(
+    world, m365, company, browser_page, camera
+):
+    page = browser_page
+    tenant = m365.add_tenant("Grupp AB", users=[ANNA, CONSULTANT])
+    integration = Integration.objects.create(
+        company=company, kind="graph", name="Exchange Online", status="connected", tenant_id=tenant
+    )
+    m365.create_group("Kalenderkoppling", members=[ANNA, CONSULTANT], tenant=tenant)
+    page.route("**/*.js", lambda route: route.abort())  # every script blocked
+
+    page.goto(f"{world}/")
+    telenor_id_sign_in(page, ANNA)
+    expect(page.locator("#add-provider")).to_be_visible()
+    users = f"{world}/microsoft-sync/{integration.code}/users/"
+    page.goto(users)
+    assert page.evaluate("typeof window.htmx") == "undefined"
+    page.get_by_label("Synka användare från grupper (de som lagts till för hand är kvar)").check()
+    page.click("#save-user-source")
+    page.fill("#group-q", "Kal")
+    page.click("#group-search")
+    expect(page).to_have_url(f"{users}?group_q=Kal")  # the whole tab, with the results
+    page.locator("#group-results").get_by_role("button", name="Följ Kalenderkoppling").click()
+    expect(page.locator("#followed-groups")).to_contain_text("Kalenderkoppling")
+    expect(page.locator("#report-added")).to_contain_text("1 användare tillagd")
+    assert SyncedUser.objects.get(integration=integration, email=ANNA).from_groups
+    camera("groups-without-javascript")
