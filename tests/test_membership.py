@@ -250,3 +250,14 @@ def test_an_id_the_directory_would_not_give_is_refused_in_swedish(
     response = admin_client.post(url, {"provider_id": given, "name": "Alla"}, follow=True)
     assert "Välj en grupp bland sökresultaten." in response.content.decode()
     assert not integration.groups.exists()
+
+
+def test_with_groups_only_no_user_is_added_by_hand(admin_client, integration, people):
+    integration.user_source = Integration.UserSource.GROUPS_ONLY
+    integration.save()
+    add = reverse("calendarsync:user_add", args=[integration.code])
+    page = admin_client.post(add, {"email": "p0@demo.se"}, follow=True).content.decode()
+    assert "Användarna kommer endast från grupperna" in page
+    imported = reverse("calendarsync:users_import", args=[integration.code])
+    assert admin_client.get(imported).status_code == 302
+    assert not integration.users.exists()

@@ -89,10 +89,27 @@ def users(request, code):
     )
 
 
+def _refused_in_groups_only(request, integration):
+    """With "endast grupper" the next membership run would remove a user added by hand: none
+    is added (the tab hides the forms; this answers an old page or a second tab)."""
+    if integration.user_source != integration.UserSource.GROUPS_ONLY:
+        return None
+    messages.error(
+        request,
+        _(
+            "The users come from the groups only, so none can be added by hand. Add the person "
+            "to one of the groups, or choose that users added by hand stay."
+        ),
+    )
+    return redirect_after_edit(request, tab_url(integration, "users"))
+
+
 @login_required
 @require_http_methods(["POST"])
 def user_add(request, code):
     integration = get_integration(request, code)
+    if refused := _refused_in_groups_only(request, integration):
+        return refused
     form = AddUserForm(request.POST, integration=integration)
     if form.is_valid():
         try:
@@ -161,6 +178,8 @@ def user_remove(request, code, pk):
 @require_http_methods(["GET", "POST"])
 def users_import(request, code):
     integration = get_integration(request, code)
+    if refused := _refused_in_groups_only(request, integration):
+        return refused
     form = ImportUsersForm(request.POST or None, request.FILES or None)
     report = None
     if request.method == "POST" and form.is_valid():
